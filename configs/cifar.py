@@ -1,0 +1,64 @@
+"""CIFAR-10 with the paper's residual CNN.
+
+  python launch.py --config=configs/cifar.py                 # full size (GPU/TPU)
+  python launch.py --config=configs/cifar.py:cpu             # small preset, minutes on 2 CPU cores
+
+Override any field: --config.train.epochs=5 --config.data.dir=/path/to/cifar-10-batches-py
+"""
+
+import ml_collections
+
+
+def get_config(preset: str = "full") -> ml_collections.ConfigDict:
+  if preset not in ("full", "cpu"):
+    raise ValueError(f"configs/cifar.py preset {preset!r} is not one of ['full', 'cpu']")
+  config = ml_collections.ConfigDict()
+  config.workdir = f"runs/cifar_{preset}"
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "cifar10"
+  config.data.source = "python"  # 'python' (a cifar-10-batches-py directory) or 'tfds'
+  config.data.dir = "../shared/data/cifar10/cifar-10-batches-py"
+  config.data.tfds_data_dir = ""  # '' = TFDS default (~/tensorflow_datasets)
+  config.data.download = True  # tfds only: download and prepare if not prepared
+  config.data.validation_fraction = 0.1  # carved from train, stratified; weights come from it
+  config.data.split_seed = 0
+  config.data.train_per_class = 0  # 0 = all; the pool validation is carved from
+  config.data.test_per_class = 0  # 0 = all
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "resnet_cnn"
+  config.model.widths = (32, 64, 128)
+  config.model.dense_width = 256
+  config.model.dropout_rate = 0.5
+  config.model.conv_impl = "auto"  # 'auto' (matmul on CPU, XLA conv elsewhere), 'xla', 'matmul'
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "adam"  # 'adam' or 'sgd'
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.schedule = "cosine"  # 'cosine' or 'constant'
+  config.optimizer.weight_decay = 0.0
+  config.optimizer.momentum = 0.9  # sgd only
+
+  config.train = ml_collections.ConfigDict()
+  config.train.epochs = 30
+  config.train.batch_size = 128
+  config.train.eval_batch_size = 500
+  config.train.augment = "flip_crop"  # 'none' or 'flip_crop'
+  config.train.ensemble_strategy = "auto"  # 'auto', 'vmap', 'sequential'
+
+  # Members = rules x seeds. A rule is "name" or "name:hparam=value,...".
+  config.rules = ("uniform", "inverse_tpr:gamma=1", "inverse_tpr:gamma=2",
+                  "class_difficulty:tau=1", "effective_number:beta=0.999", "focal:gamma=2")
+  config.seeds = (0, 1, 2)
+
+  if preset == "cpu":
+    config.data.train_per_class = 600  # 540 train + 60 validation per class
+    config.data.test_per_class = 0
+    config.model.widths = (16, 32, 64)
+    config.model.dense_width = 128
+    config.train.epochs = 4
+    config.train.augment = "none"
+    config.rules = ("uniform", "inverse_tpr:gamma=1", "class_difficulty:tau=1", "focal:gamma=2")
+    config.seeds = (0,)
+  return config

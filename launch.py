@@ -1,0 +1,20 @@
+"""Entry point: python launch.py --config=configs/cifar.py[:cpu] [--config.train.epochs=5 ...]"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from lwi_jax import experiment
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
+                                          lock_config=True)
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  experiment.run(_CONFIG.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

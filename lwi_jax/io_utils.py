@@ -1,0 +1,45 @@
+"""Atomic file output: a reader (or a crashed run) never sees a half-written result."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+def _to_jsonable(obj):
+  if isinstance(obj, dict):
+    return {str(k): _to_jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_to_jsonable(v) for v in obj]
+  if hasattr(obj, "tolist"):  # numpy / jax arrays and scalars
+    return _to_jsonable(np.asarray(obj).tolist())
+  if isinstance(obj, float) and not np.isfinite(obj):
+    return None
+  return obj
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str, obj) -> None:
+  atomic_write_text(path, json.dumps(_to_jsonable(obj), indent=1, allow_nan=False) + "\n")

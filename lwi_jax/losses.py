@@ -1,0 +1,54 @@
+"""Class-weighted softmax cross-entropy and focal loss.
+
+optax has neither class weights nor a weighted mean, so they are written here once. The
+reduction is PyTorch's `cross_entropy(weight=w)`: sum_i w[y_i] * l_i / sum_i w[y_i], so the loss
+scale does not move with the weights and learning rates stay comparable across rules.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+# (1 - p) is floored here before the log in the focal factor, so gamma = 0 has a finite
+# gradient (0 * finite) even where p rounds to 1.
+_TINY = 1e-30
+
+
+def per_example_focal(logits: jax.Array, labels: jax.Array, gamma) -> jax.Array:
+  """-(1 - p_y)^gamma * log p_y per example; gamma = 0 is exactly cross-entropy (Lin 2017)."""
+  chex.assert_rank(logits, 2)
+  chex.assert_rank(labels, 1)
+  chex.assert_equal_shape_prefix((logits, labels), 1)
+  log_p = jax.nn.log_softmax(logits.astype(jnp.float32))
+  log_py = jnp.take_along_axis(log_p, labels[:, None], axis=-1)[:, 0]
+  one_minus_p = jnp.maximum(-jnp.expm1(log_py), _TINY)
+  modulating = jnp.exp(jnp.asarray(gamma, jnp.float32) * jnp.log(one_minus_p))
+  return -modulating * log_py
+
+
+def weighted_mean(per_example: jax.Array, labels: jax.Array, class_weights: jax.Array,
+                  mask: jax.Array | None = None) -> jax.Array:
+  """sum_i w[y_i] l_i / sum_i w[y_i] (optionally over the examples where mask is True)."""
+  chex.assert_rank(class_weights, 1)
+  w = class_weights.astype(jnp.float32)[labels]
+  if mask is not None:
+    w = w * mask
+  return jnp.sum(w * per_example) / jnp.maximum(jnp.sum(w), _TINY)
+
+
+def weighted_cross_entropy(logits, labels, class_weights) -> jax.Array:
+  return weighted_mean(per_example_focal(logits, labels, 0.0), labels, class_weights)
+
+
+def weighted_focal_loss(logits, labels, class_weights, gamma) -> jax.Array:
+  return weighted_mean(per_example_focal(logits, labels, gamma), labels, class_weights)
+
+
+def per_class_mean(per_example: jax.Array, labels: jax.Array, num_classes: int
+                   ) -> tuple[jax.Array, jax.Array]:
+  """(mean of `per_example` within each class, examples per class) for one batch."""
+  onehot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  counts = onehot.sum(0)
+  return (onehot * per_example[:, None]).sum(0) / jnp.maximum(counts, 1.0), counts
