@@ -46,10 +46,17 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   config.train.eval_batch_size = 500
   config.train.augment = "flip_crop"  # 'none' or 'flip_crop'
   config.train.ensemble_strategy = "auto"  # 'auto', 'vmap', 'sequential'
+  config.train.eval_every_epoch = True  # validation accuracy per epoch in the history
+
+  config.rounds = 1  # > 1: iterate reweighting with the newest validation TPRs
+  config.compare = ml_collections.ConfigDict()
+  config.compare.test = "paired_t"  # 'paired_t' (needs >= 2 seeds) or 'none'
 
   # Members = rules x seeds. A rule is "name" or "name:hparam=value,...".
-  config.rules = ("uniform", "inverse_tpr:gamma=1", "inverse_tpr:gamma=2",
-                  "class_difficulty:tau=1", "effective_number:beta=0.999", "focal:gamma=2")
+  config.rules = ("uniform", "inverse_tpr:gamma=0.5", "inverse_tpr:gamma=1",
+                  "inverse_tpr:gamma=2", "class_difficulty:tau=1", "effective_number:beta=0.999",
+                  "focal:gamma=2", "drw:gamma=1,start=0.5", "oversample:gamma=1",
+                  "group_dro:eta=0.01", "dynamic_difficulty:tau=1")
   config.seeds = (0, 1, 2)
 
   if preset == "cpu":
@@ -61,4 +68,5 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
     config.train.augment = "none"
     config.rules = ("uniform", "inverse_tpr:gamma=1", "class_difficulty:tau=1", "focal:gamma=2")
     config.seeds = (0,)
+    config.compare.test = "none"
   return config

@@ -1,15 +1,24 @@
-"""The method end to end: baseline -> validation TPRs -> class weights -> retrain -> test.
+"""The study end to end (Algorithm 1 over many rules and seeds), resumable.
 
-1. train one unweighted member per seed (one ensemble);
-2. per-class TPR `s` of each baseline member on the VALIDATION split;
-3. every member's class weights w = W(s) from the baseline member with the same seed;
-4. retrain all (rule x seed) members in one ensemble, starting from the same initialisation
-   and data order as their seed's baseline (paired design);
-5. evaluate every member on the TEST split and write results.json atomically.
+1. baseline: one unweighted member per seed, trained as one ensemble;
+2. scores: per-class TPR `s` of each baseline member on the VALIDATION split;
+3. weights: every (rule x seed) member gets w = W(s) from the baseline member of its seed;
+4. retrain: all members in ONE ensemble, with the same initialisation and data order as their
+   seed's baseline (paired design);
+5. evaluate every member on the TEST split;
+6. compare each rule with the baseline, paired by seed (see stats.py).
+`config.rounds` > 1 repeats 2-5 with the newest validation scores of each member.
+
+Each phase is identified by a fingerprint of the config fields it depends on. Its result is
+written atomically to `phases/<phase>-<fingerprint>.json` and its training carry checkpointed
+every epoch, so running the same command again resumes a killed run, or reuses finished phases
+(adding a rule reuses the baseline).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from typing import Callable
@@ -19,10 +28,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from lwi_jax import checkpoint as checkpoint_lib
 from lwi_jax import data as data_lib
-from lwi_jax import ensemble, io_utils, members as members_lib, metrics, models, train, weighting
+from lwi_jax import ensemble, io_utils, members as members_lib, metrics, models, train
+from lwi_jax import reporting
 
 Printer = Callable[[str], None]
+HISTORY_FIELDS = ("loss", "accuracy", "val_accuracy", "seconds")
 
 
 def _print(msg: str) -> None:
@@ -40,8 +52,41 @@ def summaries_from_confusions(cms: np.ndarray) -> list[dict]:
   return out
 
 
+def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.MemberSpec]:
+  """Every check that can fail without data, run before anything is loaded or compiled."""
+  specs = members_lib.parse_members(config.rules, config.seeds)
+  train.make_optimizer(config.optimizer, 1, 1)
+  models.resolve_conv_impl(config.model.get("conv_impl", "auto"))
+  ensemble.resolve_strategy(config.train.ensemble_strategy)
+  from lwi_jax import augment
+  if config.train.augment not in augment.AUGMENTATIONS:
+    raise ValueError(f"train.augment={config.train.augment!r} is not one of "
+                     f"{list(augment.AUGMENTATIONS)}")
+  for field in ("epochs", "batch_size", "eval_batch_size"):
+    if int(config.train[field]) < 1:
+      raise ValueError(f"train.{field}={config.train[field]} must be >= 1")
+  if int(config.get("rounds", 1)) < 1:
+    raise ValueError(f"rounds={config.rounds} must be >= 1")
+  test = config.compare.test
+  if test not in reporting.TESTS:
+    raise ValueError(f"compare.test={test!r} is not one of {list(reporting.TESTS)}")
+  if test != "none" and len(config.seeds) < 2:
+    raise ValueError(f"compare.test={test!r} needs at least 2 seeds (config.seeds="
+                     f"{tuple(config.seeds)}); add seeds or set --config.compare.test=none")
+  return specs
+
+
+def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
+  """Hash of what a phase's result depends on (not the workdir, not the report options)."""
+  d = config.to_dict()
+  for key in ("workdir", "rules", "rounds", "compare"):
+    d.pop(key, None)
+  blob = json.dumps([d, parts], sort_keys=True, default=str)
+  return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
 class Trainer:
-  """Holds the device-resident data and compiled functions shared by all phases of one run."""
+  """Device-resident data and compiled functions shared by all phases of one run."""
 
   def __init__(self, config: ml_collections.ConfigDict, data: data_lib.ClassificationData,
                log: Printer = _print):
@@ -63,98 +108,171 @@ class Trainer:
         getattr(data, name).inputs, getattr(data, name).labels, ebs)))
         for name in ("validation", "test")}
 
-  def fit(self, phase: str, labels: list[str], seeds: list[int], hparams: train.MemberHParams):
-    """Trains len(seeds) members in one compiled program; returns (states, history)."""
-    cfg = self.config.train
-    states = train.init_ensemble(self.model, self.tx, self.sample_inputs, seeds)
-    epoch_fn = train.ensemble_train_epoch_fn(cfg.batch_size, cfg.augment, cfg.ensemble_strategy)
-    history = [[] for _ in seeds]
-    start = time.perf_counter()
-    for epoch in range(cfg.epochs):
-      t0 = time.perf_counter()
-      states, m = epoch_fn(states, hparams, train.ensemble_epoch_keys(seeds, epoch),
-                           self.train_inputs, self.train_labels)
-      m = jax.device_get(m)
-      seconds = time.perf_counter() - t0
-      elapsed = time.perf_counter() - start
-      eta = elapsed / (epoch + 1) * (cfg.epochs - epoch - 1)
-      self.log(f"[{phase}] epoch {epoch + 1}/{cfg.epochs}  {seconds:.1f}s "
-               f"(elapsed {elapsed:.0f}s, ~{eta:.0f}s left, {len(seeds)} members)")
-      for i, label in enumerate(labels):
-        row = {"epoch": epoch + 1, "loss": float(m["loss"][i]),
-               "accuracy": float(m["accuracy"][i]), "seconds": seconds}
-        history[i].append(row)
-        self.log(f"    {label:<40s} loss {row['loss']:.4f}  train acc {row['accuracy']:.4f}")
-    return states, history
+  def confusions(self, states, split: str) -> jax.Array:
+    fn = train.ensemble_confusion_fn(self.num_classes, self.config.train.ensemble_strategy)
+    return fn(states, *self.eval_sets[split])
 
   def evaluate(self, states, split: str) -> list[dict]:
-    fn = train.ensemble_confusion_fn(self.num_classes, self.config.train.ensemble_strategy)
-    return summaries_from_confusions(np.asarray(fn(states, *self.eval_sets[split])))
+    return summaries_from_confusions(np.asarray(self.confusions(states, split)))
+
+  def fit(self, phase: str, labels: list[str], seeds: list[int], hparams: train.MemberHParams,
+          checkpoint_dir: str | None = None, tensorboard_dir: str | None = None):
+    """Trains len(seeds) members in one compiled program, resuming from `checkpoint_dir`.
+
+    Returns (states, carried hparams, history {field: [E, epochs]}).
+    """
+    cfg = self.config.train
+    epochs, n = cfg.epochs, len(seeds)
+    dynamic = bool(np.any(np.asarray(hparams.dynamic_tau) >= 0))
+    eval_each_epoch = dynamic or cfg.get("eval_every_epoch", True)
+    carry = {"states": train.init_ensemble(self.model, self.tx, self.sample_inputs, seeds),
+             "hparams": hparams,
+             "history": {k: np.full((n, epochs), np.nan, np.float32) for k in HISTORY_FIELDS}}
+    ckpt = checkpoint_lib.PhaseCheckpointer(checkpoint_dir) if checkpoint_dir else None
+    start = 0
+    if ckpt is not None and ckpt.latest_epoch() is not None:
+      start = ckpt.latest_epoch()
+      carry = ckpt.restore(start, like=carry)
+      self.log(f"[{phase}] resumed from the checkpoint after epoch {start}")
+    states, hp = carry["states"], carry["hparams"]
+    history = {k: np.array(v) for k, v in carry["history"].items()}
+    writers = reporting.TensorBoard(tensorboard_dir, labels) if tensorboard_dir else None
+    epoch_fn = train.ensemble_train_epoch_fn(cfg.batch_size, cfg.augment, cfg.ensemble_strategy)
+    t_start = time.perf_counter()
+    for epoch in range(start, epochs):
+      t0 = time.perf_counter()
+      states, hp, m = epoch_fn(states, hp, train.ensemble_epoch_keys(seeds, epoch),
+                               jnp.int32(epoch), self.train_inputs, self.train_labels)
+      val_acc = np.full(n, np.nan, np.float32)
+      if eval_each_epoch:
+        cms = self.confusions(states, "validation")
+        val_acc = np.trace(np.asarray(cms), axis1=1, axis2=2) / np.asarray(cms).sum((1, 2))
+        if dynamic:
+          hp = train.ensemble_dynamic_weights_update(hp, cms)
+      m = jax.device_get(m)
+      seconds = time.perf_counter() - t0
+      for k, v in (("loss", m["loss"]), ("accuracy", m["accuracy"]), ("val_accuracy", val_acc),
+                   ("seconds", np.full(n, seconds))):
+        history[k][:, epoch] = v
+      if ckpt is not None:
+        ckpt.save(epoch + 1, {"states": states, "hparams": hp, "history": history})
+      if writers is not None:
+        writers.write(epoch + 1, {k: history[k][:, epoch] for k in HISTORY_FIELDS})
+      elapsed = time.perf_counter() - t_start
+      eta = elapsed / (epoch + 1 - start) * (epochs - epoch - 1)
+      self.log(f"[{phase}] epoch {epoch + 1}/{epochs}  {seconds:.1f}s  "
+               f"(~{eta:.0f}s left in this phase, {n} members)")
+      for i, label in enumerate(labels):
+        self.log(f"    {label:<44s} loss {history['loss'][i, epoch]:.4f}  "
+                 f"train acc {history['accuracy'][i, epoch]:.4f}  "
+                 f"val acc {history['val_accuracy'][i, epoch]:.4f}")
+    if writers is not None:
+      writers.close()
+    if ckpt is not None:
+      ckpt.close()
+    return states, hp, history
 
 
 def _fmt_vec(v) -> str:
   return "[" + " ".join(f"{x:.3f}" for x in np.asarray(v)) + "]"
 
 
+def _phase_result(labels, seeds, rules, hparams_start, hparams_end, history, val, test) -> dict:
+  return {"labels": labels, "seeds": seeds, "rules": rules,
+          "initial_class_weights": np.asarray(hparams_start.class_weights),
+          "sample_weights": np.asarray(hparams_start.sample_weights),
+          "final_class_weights": np.asarray(hparams_end.class_weights),
+          "history": {k: np.asarray(v) for k, v in history.items()},
+          "validation": val, "test": test}
+
+
+class Study:
+  """Runs (or resumes) the phases of one config in its workdir."""
+
+  def __init__(self, config: ml_collections.ConfigDict, log: Printer = _print):
+    self.config = config
+    self.log = log
+    self.specs = validate_config(config)  # fails before any data is loaded
+    self.workdir = os.path.abspath(config.workdir)
+    self._trainer = None
+    self._data = None
+
+  @property
+  def data(self) -> data_lib.ClassificationData:
+    if self._data is None:
+      self._data = data_lib.load_dataset(self.config.data)
+      d = self._data
+      self.log(f"data: {self.config.data.name}  train {len(d.train)}  validation "
+               f"{len(d.validation)}  test {len(d.test)}  classes {list(d.class_names)}")
+    return self._data
+
+  @property
+  def trainer(self) -> Trainer:
+    if self._trainer is None:
+      self._trainer = Trainer(self.config, self.data, self.log)
+    return self._trainer
+
+  def _phase(self, name: str, key: str, labels, seeds, rules, make_hparams) -> dict:
+    """Loads a finished phase, or trains (resuming from its checkpoints) and saves it."""
+    path = os.path.join(self.workdir, "phases", f"{name}-{key}.json")
+    if os.path.exists(path):
+      self.log(f"[{name}] reusing finished phase {os.path.relpath(path, self.workdir)}")
+      with open(path) as f:
+        return reporting.arrays_from_json(json.load(f))
+    hparams = make_hparams()
+    hparams_start = jax.tree.map(np.asarray, hparams)
+    states, hp_end, history = self.trainer.fit(
+        name, labels, seeds, hparams,
+        checkpoint_dir=os.path.join(self.workdir, "checkpoints", f"{name}-{key}"),
+        tensorboard_dir=os.path.join(self.workdir, "tensorboard", name))
+    result = _phase_result(labels, seeds, rules, hparams_start, jax.device_get(hp_end), history,
+                           self.trainer.evaluate(states, "validation"),
+                           self.trainer.evaluate(states, "test"))
+    io_utils.atomic_write_json(path, result)
+    with open(path) as f:  # the saved form is the one every later step reads (resume == fresh)
+      return reporting.arrays_from_json(json.load(f))
+
+  def run(self) -> dict:
+    t_start = time.perf_counter()
+    cfg = self.config
+    seeds = list(cfg.seeds)
+    os.makedirs(self.workdir, exist_ok=True)
+    base_key = fingerprint(cfg, "baseline")
+    baseline = self._phase(
+        "baseline", base_key, [f"baseline@seed{s}" for s in seeds], seeds, ["baseline"] * len(seeds),
+        lambda: ensemble.stack([train.MemberHParams.create(
+            np.ones(self.data.num_classes, np.float32))] * len(seeds)))
+    previous = {m.seed: np.asarray(baseline["validation"][seeds.index(m.seed)]["tpr"])
+                for m in self.specs}
+    scores = {m.label: previous[m.seed] for m in self.specs}
+    rounds = []
+    for r in range(1, int(cfg.get("rounds", 1)) + 1):
+      key = fingerprint(cfg, "round", r, [m.label for m in self.specs], base_key)
+      used = dict(scores)
+
+      def make(used=used):
+        counts = self.data.class_counts
+        hps = [m.rule.member_hparams(used[m.label], counts, cfg.train.epochs) for m in self.specs]
+        for m, h in zip(self.specs, hps):
+          self.log(f"weights {m.label:<44s} {_fmt_vec(h.class_weights)}"
+                   + (f"  sampling {_fmt_vec(h.sample_weights)}" if bool(h.oversample) else ""))
+        return ensemble.stack(hps)
+
+      result = self._phase(f"round{r}", key, [m.label for m in self.specs],
+                           [m.seed for m in self.specs], [m.rule.label for m in self.specs], make)
+      result["scores_used"] = [used[m.label] for m in self.specs]
+      rounds.append(result)
+      scores = {m.label: np.asarray(result["validation"][i]["tpr"])
+                for i, m in enumerate(self.specs)}
+
+    results = reporting.assemble_results(cfg, self.data, baseline, rounds, self.specs,
+                                         time.perf_counter() - t_start)
+    reporting.write_outputs(self.workdir, results, self.log)
+    self.log(f"wrote results.json, summary.csv, report.md and plots to {self.workdir} "
+             f"({results['wall_seconds']:.0f}s)")
+    return results
+
+
 def run(config: ml_collections.ConfigDict, log: Printer = _print) -> dict:
-  """Runs the whole method for `config` and writes `<workdir>/results.json`."""
-  member_specs = members_lib.parse_members(config.rules, config.seeds)  # fails before any work
-  train.make_optimizer(config.optimizer, 1, 1)
-  t_start = time.perf_counter()
-  data = data_lib.load_dataset(config.data)
-  log(f"data: {config.data.name}  train {len(data.train)}  validation {len(data.validation)}  "
-      f"test {len(data.test)}  classes {list(data.class_names)}")
-  trainer = Trainer(config, data, log)
-  seeds = list(config.seeds)
-
-  # 1-2. Baseline per seed and its validation TPRs.
-  uniform = train.MemberHParams.create(np.ones(data.num_classes, np.float32))
-  base_states, base_hist = trainer.fit("baseline", [f"uniform@seed{s}" for s in seeds], seeds,
-                                       ensemble.stack([uniform] * len(seeds)))
-  base_val = trainer.evaluate(base_states, "validation")
-  base_test = trainer.evaluate(base_states, "test")
-  del base_states
-  scores = {s: base_val[i]["tpr"] for i, s in enumerate(seeds)}
-
-  # 3. Weights from the same seed's validation scores.
-  weights = [np.asarray(weighting.compute_weights(
-      m.rule.weight_rule, scores[m.seed], data.class_counts, **m.rule.weight_hparams))
-      for m in member_specs]
-  for m, w in zip(member_specs, weights):
-    log(f"weights {m.label:<40s} {_fmt_vec(w)}")
-
-  # 4. Retrain every member in one ensemble.
-  hparams = ensemble.stack([train.MemberHParams.create(w, m.rule.focal_gamma)
-                            for m, w in zip(member_specs, weights)])
-  states, hist = trainer.fit("retrain", [m.label for m in member_specs],
-                             [m.seed for m in member_specs], hparams)
-  # 5. Test split.
-  test = trainer.evaluate(states, "test")
-
-  log("\ntest split: per-class TPR, accuracy, Var(s)")
-  for i, s in enumerate(seeds):
-    log(f"  {'baseline@seed' + str(s):<40s} acc {base_test[i]['accuracy']:.4f}  "
-        f"var {base_test[i]['var_tpr']:.5f}  tpr {_fmt_vec(base_test[i]['tpr'])}")
-  for m, r in zip(member_specs, test):
-    log(f"  {m.label:<40s} acc {r['accuracy']:.4f}  var {r['var_tpr']:.5f}  "
-        f"tpr {_fmt_vec(r['tpr'])}")
-
-  results = {
-      "config": config.to_dict(),
-      "dataset": {"name": config.data.name, "class_names": list(data.class_names),
-                  "sizes": {"train": len(data.train), "validation": len(data.validation),
-                            "test": len(data.test)},
-                  "train_class_counts": data.class_counts, "info": data.info},
-      "backend": jax.default_backend(),
-      "baseline": [{"seed": s, "validation": base_val[i], "test": base_test[i],
-                    "history": base_hist[i]} for i, s in enumerate(seeds)],
-      "members": [{"label": m.label, "rule": m.rule.name, "hparams": m.rule.hparams,
-                   "seed": m.seed, "class_weights": w, "weights_from_validation_tpr": scores[m.seed],
-                   "test": r, "history": h}
-                  for m, w, r, h in zip(member_specs, weights, test, hist)],
-      "wall_seconds": time.perf_counter() - t_start,
-  }
-  path = os.path.join(config.workdir, "results.json")
-  io_utils.atomic_write_json(path, results)
-  log(f"wrote {path} ({results['wall_seconds']:.0f}s)")
-  return results
+  """Runs (or resumes) the study of `config`; writes everything into `config.workdir`."""
+  return Study(config, log).run()

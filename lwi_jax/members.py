@@ -1,6 +1,9 @@
 """Parsing the config's rule strings into validated member specifications.
 
 A rule string is "name" or "name:hparam=value,hparam=value", e.g. "inverse_tpr:gamma=2".
+Static weighting rules come from `weighting.RULES`; `TRAINING_RULES` adds rules that act
+through the loss (focal), the schedule (drw), the sampler (oversample) or weights that move
+during training (group_dro, dynamic_difficulty).
 Strings (not nested dicts) keep every member overridable from the command line:
   --config.rules="('uniform','inverse_tpr:gamma=0.5')"
 All validation happens here, before any data is loaded or any step is compiled.
@@ -11,16 +14,50 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+import numpy as np
+
 from lwi_jax import weighting
 
-# Rules that change the loss instead of the class weights: name -> (hparam -> (default, ok, text)).
-LOSS_RULES = {
-    "focal": {"gamma": (2.0, lambda g: g >= 0, "gamma >= 0")},
+_GAMMA = {"gamma": (1.0, lambda g: g >= 0, "gamma >= 0")}
+
+
+def _hp(default, ok, text):
+  return (default, ok, text)
+
+
+# Rules that act through something other than a static weight vector:
+# name -> (hyper-parameter spec, builder(hparams, scores, counts, epochs) -> MemberHParams kwargs, doc).
+TRAINING_RULES = {
+    "focal": ({"gamma": _hp(2.0, lambda g: g >= 0, "gamma >= 0")},
+              lambda hp, s, n, e: {"focal_gamma": hp["gamma"]},
+              "focal loss (Lin 2017), uniform class weights"),
+    "drw": ({"gamma": _hp(1.0, lambda g: g >= 0, "gamma >= 0"),
+             "start": _hp(0.5, lambda f: 0 <= f < 1, "0 <= start < 1 (fraction of epochs)")},
+            lambda hp, s, n, e: {
+                "class_weights": weighting.compute_weights("inverse_tpr", s, n, gamma=hp["gamma"]),
+                "weights_from_epoch": int(round(hp["start"] * e))},
+            "deferred re-weighting (Cao 2019): inverse_tpr weights from epoch start*epochs"),
+    "oversample": (_GAMMA,
+                   lambda hp, s, n, e: {
+                       "oversample": True,
+                       "sample_weights": weighting.compute_weights("inverse_tpr", s, n,
+                                                                   gamma=hp["gamma"])},
+                   "TPR-driven oversampling: draw class c with p ∝ (mean(s)/s_c)^gamma"),
+    "group_dro": ({"eta": _hp(0.01, lambda x: x > 0, "eta > 0")},
+                  lambda hp, s, n, e: {"dro_eta": hp["eta"]},
+                  "online group DRO over classes (Sagawa 2020), weights updated every step"),
+    "dynamic_difficulty": ({"tau": _hp(1.0, lambda t: t >= 0, "tau >= 0")},
+                           lambda hp, s, n, e: {
+                               "class_weights": weighting.compute_weights(
+                                   "class_difficulty", s, n, tau=hp["tau"]),
+                               "dynamic_tau": hp["tau"]},
+                           "class-difficulty weights (Sinha 2020) recomputed from validation "
+                           "TPRs at every epoch boundary"),
 }
 
 
 def valid_rule_names() -> list[str]:
-  return sorted(set(weighting.RULES) | set(LOSS_RULES))
+  return sorted(set(weighting.RULES) | set(TRAINING_RULES))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,17 +72,20 @@ class RuleSpec:
     return self.name + ":" + ",".join(f"{k}={v:g}" for k, v in sorted(self.hparams.items()))
 
   @property
-  def weight_rule(self) -> str:
-    """The weighting rule that produces this member's class weights."""
-    return "uniform" if self.name in LOSS_RULES else self.name
+  def is_dynamic(self) -> bool:
+    return self.name == "dynamic_difficulty"
 
-  @property
-  def weight_hparams(self) -> dict:
-    return {} if self.name in LOSS_RULES else dict(self.hparams)
-
-  @property
-  def focal_gamma(self) -> float:
-    return self.hparams["gamma"] if self.name == "focal" else 0.0
+  def member_hparams(self, scores, counts, epochs: int):
+    """MemberHParams of this rule given the validation TPRs `scores` and class `counts`."""
+    from lwi_jax import train  # local: train imports nothing from here, keep it that way
+    num_classes = len(counts)
+    kwargs = {"class_weights": np.ones(num_classes, np.float32)}
+    if self.name in TRAINING_RULES:
+      kwargs.update(TRAINING_RULES[self.name][1](self.hparams, scores, counts, epochs))
+    else:
+      kwargs["class_weights"] = weighting.compute_weights(self.name, scores, counts,
+                                                          **self.hparams)
+    return train.MemberHParams.create(**kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +112,8 @@ def parse_rule(text: str, where: str = "config.rules") -> RuleSpec:
       hparams[key.strip()] = float(value)
     except ValueError:
       raise ValueError(f"{where}: {text!r}: {key.strip()}={value!r} is not a number") from None
-  if name in LOSS_RULES:
-    spec = LOSS_RULES[name]
+  if name in TRAINING_RULES:
+    spec = TRAINING_RULES[name][0]
     unknown = set(hparams) - set(spec)
     if unknown:
       raise ValueError(f"{where}: rule {name!r} has no hyper-parameter(s) {sorted(unknown)}; "
@@ -81,7 +121,7 @@ def parse_rule(text: str, where: str = "config.rules") -> RuleSpec:
     full = {}
     for key, (default, ok, desc) in spec.items():
       full[key] = hparams.get(key, default)
-      if not ok(full[key]):
+      if not np.isfinite(full[key]) or not ok(full[key]):
         raise ValueError(f"{where}: {name}.{key}={full[key]} is invalid; need {desc}")
     return RuleSpec(name, full)
   if name not in weighting.RULES:

@@ -23,7 +23,7 @@ from flax import struct
 from flax.training import train_state
 
 from lwi_jax import augment as augment_lib
-from lwi_jax import ensemble, losses, metrics
+from lwi_jax import ensemble, losses, metrics, weighting
 
 
 class TrainState(train_state.TrainState):
@@ -32,14 +32,33 @@ class TrainState(train_state.TrainState):
 
 @struct.dataclass
 class MemberHParams:
-  """Per-member numeric knobs; arrays so that they can be stacked and vmapped."""
+  """Per-member numeric knobs; arrays so that they can be stacked and vmapped.
 
-  class_weights: jax.Array  # [C] loss weight per class
+  Every rule is expressed through these fields, so members with different rules (static
+  weights, focal loss, deferred weights, group DRO, oversampling, dynamic difficulty weights)
+  run in ONE compiled program. `class_weights` is carried through training: group DRO updates
+  it every step and dynamic class-difficulty weighting at every epoch boundary.
+  """
+
+  class_weights: jax.Array  # [C] loss weight per class (the explicit input of train_step)
   focal_gamma: jax.Array  # [] 0 = plain (weighted) cross-entropy
+  weights_from_epoch: jax.Array  # [] int32; uniform loss weights before this epoch (DRW)
+  dro_eta: jax.Array  # [] step size of online group DRO over classes; 0 = off
+  oversample: jax.Array  # [] bool; draw training examples with p ∝ sample_weights[y]
+  sample_weights: jax.Array  # [C] class sampling weights (used when oversample)
+  dynamic_tau: jax.Array  # [] class-difficulty exponent recomputed each epoch; < 0 = off
 
   @classmethod
-  def create(cls, class_weights, focal_gamma=0.0) -> "MemberHParams":
-    return cls(jnp.asarray(class_weights, jnp.float32), jnp.asarray(focal_gamma, jnp.float32))
+  def create(cls, class_weights, focal_gamma=0.0, weights_from_epoch=0, dro_eta=0.0,
+             oversample=False, sample_weights=None, dynamic_tau=-1.0) -> "MemberHParams":
+    class_weights = jnp.asarray(class_weights, jnp.float32)
+    chex.assert_rank(class_weights, 1)
+    if sample_weights is None:
+      sample_weights = jnp.ones_like(class_weights)
+    return cls(class_weights, jnp.asarray(focal_gamma, jnp.float32),
+               jnp.asarray(weights_from_epoch, jnp.int32), jnp.asarray(dro_eta, jnp.float32),
+               jnp.asarray(oversample, jnp.bool_), jnp.asarray(sample_weights, jnp.float32),
+               jnp.asarray(dynamic_tau, jnp.float32))
 
 
 def make_optimizer(cfg, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
@@ -83,9 +102,13 @@ def init_ensemble(model: nn.Module, tx, sample_inputs: jax.Array, seeds) -> Trai
 
 def train_step(state: TrainState, batch: dict, class_weights: jax.Array, rng: jax.Array,
                focal_gamma=0.0) -> tuple[TrainState, dict]:
-  """One optimizer step of one member on `batch` with loss weights `class_weights` [C]."""
+  """One optimizer step of one member on `batch` with loss weights `class_weights` [C].
+
+  Metrics include the batch's per-class mean loss (what group DRO's weight update needs).
+  """
   chex.assert_rank(class_weights, 1)
   chex.assert_rank(batch["labels"], 1)
+  num_classes = class_weights.shape[0]
 
   def loss_fn(params):
     logits, updates = state.apply_fn(
@@ -93,12 +116,27 @@ def train_step(state: TrainState, batch: dict, class_weights: jax.Array, rng: ja
         rngs={"dropout": rng}, mutable=["batch_stats"])
     per_example = losses.per_example_focal(logits, batch["labels"], focal_gamma)
     loss = losses.weighted_mean(per_example, batch["labels"], class_weights)
-    return loss, (logits, updates)
+    return loss, (logits, updates, per_example)
 
-  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (logits, updates, per_example)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", {}))
   accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
-  return state, {"loss": loss, "accuracy": accuracy}
+  class_loss, class_count = losses.per_class_mean(per_example, batch["labels"], num_classes)
+  return state, {"loss": loss, "accuracy": accuracy, "class_loss": class_loss,
+                 "class_count": class_count}
+
+
+def group_dro_update(class_weights: jax.Array, class_loss: jax.Array, class_count: jax.Array,
+                     eta) -> jax.Array:
+  """Exponentiated-gradient step of online group DRO over classes (Sagawa et al. 2020).
+
+  q_c <- q_c exp(eta L_c) for the classes present in the batch, renormalised to mean 1 (our
+  weights' convention). eta = 0 leaves the weights unchanged.
+  """
+  step = jnp.where(class_count > 0, eta * jax.lax.stop_gradient(class_loss), 0.0)
+  q = class_weights * jnp.exp(step - jnp.max(step))
+  return jnp.where(eta > 0, q / jnp.mean(q), class_weights)  # exact no-op when off
 
 
 def epoch_key(seed, epoch) -> jax.Array:
@@ -106,24 +144,63 @@ def epoch_key(seed, epoch) -> jax.Array:
   return jax.random.fold_in(jax.random.fold_in(seed_key(seed), 1), epoch)
 
 
-def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, inputs: jax.Array,
-                labels: jax.Array, *, batch_size: int, augment: str) -> tuple[TrainState, dict]:
-  """One pass over the (device-resident) training set as a `lax.scan` over batches."""
+def epoch_order(hparams: MemberHParams, key: jax.Array, labels: jax.Array, steps: int,
+                batch_size: int) -> jax.Array:
+  """Example indices [steps, batch] of one epoch: a permutation, or class-weighted draws.
+
+  Oversampling members draw with replacement, example i with probability ∝ sample_weights[y_i].
+  Both orders are computed (cheap) so every member runs the same program.
+  """
+  n = labels.shape[0]
+  k_perm, k_draw = jax.random.split(key)
+  perm = jax.random.permutation(k_perm, n)[:steps * batch_size]
+  p = hparams.sample_weights[labels]
+  drawn = jax.random.choice(k_draw, n, (steps * batch_size,), replace=True, p=p / p.sum())
+  return jnp.where(hparams.oversample, drawn, perm).reshape(steps, batch_size)
+
+
+def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, epoch,
+                inputs: jax.Array, labels: jax.Array, *, batch_size: int, augment: str
+                ) -> tuple[TrainState, MemberHParams, dict]:
+  """One pass over the (device-resident) training set as a `lax.scan` over batches.
+
+  `hparams` is carried (group DRO changes its class weights every step) and returned.
+  """
   n = labels.shape[0]
   steps = n // batch_size
   if steps == 0:
     raise ValueError(f"train.batch_size={batch_size} exceeds the {n} training examples")
-  k_perm, k_steps = jax.random.split(key)
-  order = jax.random.permutation(k_perm, n)[:steps * batch_size].reshape(steps, batch_size)
+  k_order, k_steps = jax.random.split(key)
+  order = epoch_order(hparams, k_order, labels, steps, batch_size)
+  use_weights = jnp.asarray(epoch) >= hparams.weights_from_epoch
 
-  def body(state, xs):
+  def body(carry, xs):
+    state, hp = carry
     idx, step_key = xs
     k_aug, k_drop = jax.random.split(step_key)
     batch = {"inputs": augment_lib.augment(augment, inputs[idx], k_aug), "labels": labels[idx]}
-    return train_step(state, batch, hparams.class_weights, k_drop, hparams.focal_gamma)
+    weights = jnp.where(use_weights, hp.class_weights, jnp.ones_like(hp.class_weights))
+    state, m = train_step(state, batch, weights, k_drop, hp.focal_gamma)
+    hp = hp.replace(class_weights=group_dro_update(
+        hp.class_weights, m.pop("class_loss"), m.pop("class_count"), hp.dro_eta))
+    return (state, hp), m
 
-  state, step_metrics = jax.lax.scan(body, state, (order, jax.random.split(k_steps, steps)))
-  return state, jax.tree.map(jnp.mean, step_metrics)
+  (state, hparams), step_metrics = jax.lax.scan(
+      body, (state, hparams), (order, jax.random.split(k_steps, steps)))
+  return state, hparams, jax.tree.map(jnp.mean, step_metrics)
+
+
+def dynamic_weights_update(hparams: MemberHParams, confusion: jax.Array) -> MemberHParams:
+  """Epoch-boundary update of dynamic class-difficulty members (Sinha et al. 2020).
+
+  w = (1 - s_c)^tau from the validation TPRs `s` of the member's current state; members with
+  dynamic_tau < 0 keep their weights. Pure: the weights are part of the carried state.
+  """
+  tpr = metrics.summarize_confusion(confusion)["tpr"]
+  tau = jnp.maximum(hparams.dynamic_tau, 0.0)
+  new = weighting.class_difficulty(tpr, None, tau=tau)
+  return hparams.replace(class_weights=jnp.where(hparams.dynamic_tau >= 0, new,
+                                                 hparams.class_weights))
 
 
 def predict_confusion(state: TrainState, inputs: jax.Array, labels: jax.Array, mask: jax.Array,
@@ -154,9 +231,12 @@ def batch_for_eval(inputs: np.ndarray, labels: np.ndarray, batch_size: int):
 
 @functools.lru_cache(maxsize=None)
 def ensemble_train_epoch_fn(batch_size: int, augment: str, strategy: str):
-  """Jitted (states[E], hparams[E], keys[E], inputs, labels) -> (states[E], metrics[E])."""
+  """Jitted (states[E], hparams[E], keys[E], epoch, inputs, labels) -> (states, hparams, metrics)."""
   member = functools.partial(train_epoch, batch_size=batch_size, augment=augment)
-  return jax.jit(ensemble.map_members(member, strategy, num_member_args=3), donate_argnums=0)
+  return jax.jit(ensemble.map_members(member, strategy, num_member_args=3), donate_argnums=(0, 1))
+
+
+ensemble_dynamic_weights_update = jax.jit(jax.vmap(dynamic_weights_update))
 
 
 @functools.lru_cache(maxsize=None)

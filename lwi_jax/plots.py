@@ -1,0 +1,98 @@
+"""PNG figures of a study (matplotlib, no display needed), written atomically."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from lwi_jax import io_utils  # noqa: E402
+
+
+def _save(fig, path: str) -> None:
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+  plt.close(fig)
+  io_utils.atomic_write_bytes(path, buf.getvalue())
+
+
+def tpr_bars(results: dict):
+  """Per-class TPR of the baseline vs every rule of the last round (the paper's figure 2)."""
+  names = results["dataset"]["class_names"]
+  base = np.array([m["test"]["tpr"] for m in results["baseline"]], float)
+  rows = results["comparisons"][-1]
+  series = [("baseline", base.mean(0), base.std(0))] + [
+      (r["rule"], np.asarray(r["tpr_mean"]), np.asarray(r["tpr_sd"])) for r in rows]
+  width = 0.8 / len(series)
+  x = np.arange(len(names))
+  fig, ax = plt.subplots(figsize=(max(8, len(names) * 0.4 * len(series)), 4.5))
+  for i, (label, mean, sd) in enumerate(series):
+    ax.bar(x + (i - (len(series) - 1) / 2) * width, mean * 100, width, yerr=sd * 100,
+           label=label, capsize=2)
+  ax.set_xticks(x, names, rotation=30, ha="right")
+  ax.set_ylabel("test TPR (%)")
+  ax.set_title("Per-class TPR, mean ± sd over seeds")
+  ax.legend(fontsize=7, ncol=2)
+  return fig
+
+
+def confusion(cm: np.ndarray, names, title: str):
+  cm = np.asarray(cm, float)
+  norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+  fig, ax = plt.subplots(figsize=(1 + 0.55 * len(names), 0.8 + 0.5 * len(names)))
+  im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+  for i in range(len(names)):
+    for j in range(len(names)):
+      ax.text(j, i, f"{norm[i, j] * 100:.0f}", ha="center", va="center", fontsize=7,
+              color="white" if norm[i, j] > 0.5 else "black")
+  ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+  ax.set_yticks(range(len(names)), names, fontsize=8)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title(title, fontsize=9)
+  fig.colorbar(im, ax=ax, fraction=0.046)
+  return fig
+
+
+def training_curves(results: dict):
+  members = results["baseline"] + (results["rounds"][-1] if results["rounds"] else [])
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  for m in members:
+    h = m["history"]
+    epochs = np.arange(1, len(h["loss"]) + 1)
+    style = "k-" if m["round"] == 0 else "-"
+    for ax, key in zip(axes, ("loss", "accuracy", "val_accuracy")):
+      ax.plot(epochs, np.asarray(h[key], float), style, lw=1, label=m["label"])
+  for ax, title in zip(axes, ("training loss (weighted)", "training accuracy",
+                              "validation accuracy")):
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+  axes[-1].legend(fontsize=6, ncol=2)
+  return fig
+
+
+def best_rule(rows: list[dict]) -> dict | None:
+  """The rule with the largest mean D (ties: higher accuracy)."""
+  finite = [r for r in rows if math.isfinite(r["D"]["mean"])]
+  return max(finite, key=lambda r: (r["D"]["mean"], r["accuracy_mean"]), default=None)
+
+
+def write_all(directory: str, results: dict) -> None:
+  names = results["dataset"]["class_names"]
+  _save(tpr_bars(results), os.path.join(directory, "tpr_bars.png"))
+  base_cm = np.sum([m["test"]["confusion"] for m in results["baseline"]], axis=0)
+  _save(confusion(base_cm, names, "baseline (summed over seeds)"),
+        os.path.join(directory, "confusion_baseline.png"))
+  best = best_rule(results["comparisons"][-1])
+  if best is not None:
+    cm = np.sum([m["test"]["confusion"] for m in results["rounds"][-1]
+                 if m["rule"] == best["rule"]], axis=0)
+    _save(confusion(cm, names, f"{best['rule']} (largest mean D, summed over seeds)"),
+          os.path.join(directory, "confusion_best.png"))
+  _save(training_curves(results), os.path.join(directory, "training_curves.png"))

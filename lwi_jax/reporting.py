@@ -1,0 +1,235 @@
+"""What a study leaves in its workdir: results.json, summary.csv, report.md, plots, TensorBoard.
+
+Everything is derived from the saved phase results, so a resumed or reused run writes the same
+files as an uninterrupted one. All files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+
+import jax
+import numpy as np
+
+from lwi_jax import io_utils, stats
+
+TESTS = ("paired_t", "none")
+SUMMARY_KEYS = ("accuracy", "macro_f1", "var_tpr", "worst_tpr")
+
+
+def arrays_from_json(phase: dict) -> dict:
+  """Turns the numeric lists of a saved phase back into numpy arrays."""
+  out = dict(phase)
+  for key in ("validation", "test"):
+    out[key] = [{k: np.asarray(v) for k, v in s.items()} for s in phase[key]]
+  out["history"] = {k: np.asarray(v, np.float64) for k, v in phase["history"].items()}
+  for key in ("initial_class_weights", "final_class_weights", "sample_weights"):
+    out[key] = np.asarray(phase[key])
+  return out
+
+
+class TensorBoard:
+  """One tensorboardX writer per member, under <dir>/<member label>."""
+
+  def __init__(self, directory: str, labels: list[str]):
+    from tensorboardX import SummaryWriter  # lazy: only training needs it
+    self._writers = [SummaryWriter(os.path.join(directory, re.sub(r"[^\w.=@-]+", "_", label)))
+                     for label in labels]
+
+  def write(self, step: int, scalars: dict[str, np.ndarray]) -> None:
+    for i, w in enumerate(self._writers):
+      for name, values in scalars.items():
+        value = float(values[i])
+        if math.isfinite(value):
+          w.add_scalar(f"train/{name}", value, step)
+      w.flush()
+
+  def close(self) -> None:
+    for w in self._writers:
+      w.close()
+
+
+def _member_records(phase: dict, round_index: int, specs=None) -> list[dict]:
+  records = []
+  for i, label in enumerate(phase["labels"]):
+    rec = {"round": round_index, "label": label, "rule": phase["rules"][i],
+           "seed": int(phase["seeds"][i]),
+           "initial_class_weights": phase["initial_class_weights"][i],
+           "final_class_weights": phase["final_class_weights"][i],
+           "sample_weights": phase["sample_weights"][i],
+           "validation": phase["validation"][i], "test": phase["test"][i],
+           "history": {k: v[i] for k, v in phase["history"].items()}}
+    if specs is not None:
+      rec["rule_name"] = specs[i].rule.name
+      rec["hparams"] = specs[i].rule.hparams
+      rec["scores_used"] = phase["scores_used"][i]
+    records.append(rec)
+  return records
+
+
+def compare_rules(baseline: list[dict], members: list[dict]) -> list[dict]:
+  """Per rule: paired-by-seed differences to the baseline on the test split, with statistics."""
+  base = {m["seed"]: m["test"] for m in baseline}
+  rows = []
+  for rule in dict.fromkeys(m["rule"] for m in members):
+    ms = [m for m in members if m["rule"] == rule]
+    b = [base[m["seed"]] for m in ms]
+    t = [m["test"] for m in ms]
+    row = {"round": ms[0]["round"], "rule": rule, "seeds": [m["seed"] for m in ms],
+           "n": len(ms)}
+    for key in SUMMARY_KEYS:
+      row[f"{key}_mean"] = float(np.mean([float(x[key]) for x in t]))
+      row[f"baseline_{key}_mean"] = float(np.mean([float(x[key]) for x in b]))
+    row["D"] = stats.paired_summary([float(x["var_tpr"]) - float(y["var_tpr"])
+                                     for x, y in zip(b, t)])
+    for key in ("accuracy", "macro_f1", "worst_tpr"):
+      row[f"delta_{key}"] = stats.paired_summary([float(y[key]) - float(x[key])
+                                                  for x, y in zip(b, t)])
+    row["tpr_mean"] = np.mean([x["tpr"] for x in t], axis=0)
+    row["tpr_sd"] = np.std([x["tpr"] for x in t], axis=0)
+    rows.append(row)
+  holm = stats.holm([r["D"]["p_value"] for r in rows])
+  for r, p in zip(rows, holm):
+    r["D"]["p_holm"] = float(p)
+  return rows
+
+
+def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict], specs,
+                     wall_seconds: float) -> dict:
+  baseline = _member_records(baseline_phase, 0)
+  rounds = [_member_records(p, r + 1, specs) for r, p in enumerate(round_phases)]
+  return {
+      "config": config.to_dict(),
+      "dataset": {"name": config.data.name, "class_names": list(data.class_names),
+                  "sizes": {"train": len(data.train), "validation": len(data.validation),
+                            "test": len(data.test)},
+                  "train_class_counts": data.class_counts, "info": data.info},
+      "backend": jax.default_backend(),
+      "test": config.compare.test,
+      "baseline": baseline,
+      "rounds": rounds,
+      "comparisons": [compare_rules(baseline, members) for members in rounds],
+      "wall_seconds": wall_seconds,
+  }
+
+
+def summary_csv(results: dict) -> str:
+  names = results["dataset"]["class_names"]
+  base_var = {m["seed"]: float(m["test"]["var_tpr"]) for m in results["baseline"]}
+  base_acc = {m["seed"]: float(m["test"]["accuracy"]) for m in results["baseline"]}
+  buf = io.StringIO()
+  w = csv.writer(buf)
+  w.writerow(["round", "rule", "seed", *SUMMARY_KEYS, "D_vs_baseline", "delta_accuracy",
+              "final_train_accuracy", *[f"tpr_{n}" for n in names]])
+  for members in [results["baseline"], *results["rounds"]]:
+    for m in members:
+      t = m["test"]
+      w.writerow([m["round"], m["rule"], m["seed"], *[f"{float(t[k]):.6f}" for k in SUMMARY_KEYS],
+                  f"{base_var[m['seed']] - float(t['var_tpr']):.6f}",
+                  f"{float(t['accuracy']) - base_acc[m['seed']]:.6f}",
+                  f"{float(m['history']['accuracy'][-1]):.6f}",
+                  *[f"{x:.6f}" for x in np.asarray(t["tpr"])]])
+  return buf.getvalue()
+
+
+def _ci(s: dict, scale: float = 1.0, digits: int = 2) -> str:
+  if s["n"] < 2 or not math.isfinite(s["ci_low"]):
+    return f"{s['mean'] * scale:+.{digits}f}"
+  return (f"{s['mean'] * scale:+.{digits}f} [{s['ci_low'] * scale:+.{digits}f}, "
+          f"{s['ci_high'] * scale:+.{digits}f}]")
+
+
+def _p(x: float) -> str:
+  return "–" if x is None or not math.isfinite(x) else (f"{x:.3f}" if x >= 0.001 else "<0.001")
+
+
+def report_markdown(results: dict) -> str:
+  cfg = results["config"]
+  ds = results["dataset"]
+  names = ds["class_names"]
+  seeds = cfg["seeds"]
+  lines = [f"# Learnability-imbalance study: {ds['name']}", ""]
+  lines += [f"- Data: {ds['name']} ({ds['info'].get('source', '')}), train {ds['sizes']['train']}, "
+            f"validation {ds['sizes']['validation']} (weights are derived from it), "
+            f"test {ds['sizes']['test']} (all numbers below).",
+            f"- Model: `{cfg['model']['name']}` {json_compact(cfg['model'])}; optimizer "
+            f"{json_compact(cfg['optimizer'])}; {cfg['train']['epochs']} epochs, batch "
+            f"{cfg['train']['batch_size']}, augmentation `{cfg['train']['augment']}`.",
+            f"- Seeds: {list(seeds)} (each rule is paired with the baseline of the same seed: same "
+            "initialisation and data order). Backend: " + results["backend"] + ".",
+            f"- Wall time: {results['wall_seconds']:.0f} s.", ""]
+  base = results["baseline"]
+  base_var = np.mean([float(m["test"]["var_tpr"]) for m in base])
+  base_acc = np.mean([float(m["test"]["accuracy"]) for m in base])
+  base_worst = np.mean([float(m["test"]["worst_tpr"]) for m in base])
+  for r, rows in enumerate(results["comparisons"], start=1):
+    lines += [f"## Round {r}: rules vs the unweighted baseline (test split, mean over "
+              f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''})", ""]
+    lines += ["Var(s) = mean((s_i - s̄)²) of per-class TPRs, ×10³. D = Var(baseline) − Var(rule), "
+              "×10³ (positive = more even TPRs). Δ are rule − baseline, in points; brackets are "
+              "95% confidence intervals; p is the paired t-test of the per-seed differences, "
+              "p(Holm) corrected over the rules of the round.", ""]
+    lines += ["| rule | acc % | Δacc (pts) | p | Var(s)×10³ | D×10³ | p | p(Holm) | "
+              "worst TPR % | Δworst (pts) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines.append(f"| baseline | {base_acc * 100:.2f} | | | {base_var * 1e3:.2f} | | | | "
+                 f"{base_worst * 100:.1f} | |")
+    for row in rows:
+      lines.append(
+          f"| {row['rule']} | {row['accuracy_mean'] * 100:.2f} | "
+          f"{_ci(row['delta_accuracy'], 100)} | {_p(row['delta_accuracy']['p_value'])} | "
+          f"{row['var_tpr_mean'] * 1e3:.2f} | {_ci(row['D'], 1e3)} | {_p(row['D']['p_value'])} | "
+          f"{_p(row['D']['p_holm'])} | {row['worst_tpr_mean'] * 100:.1f} | "
+          f"{_ci(row['delta_worst_tpr'], 100, 1)} |")
+    lines += ["", "Per-class TPR % (mean over seeds):", "",
+              "| rule | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines.append("| baseline | " + " | ".join(
+        f"{x * 100:.1f}" for x in np.mean([m["test"]["tpr"] for m in base], axis=0)) + " |")
+    for row in rows:
+      lines.append(f"| {row['rule']} | " + " | ".join(f"{x * 100:.1f}" for x in row["tpr_mean"])
+                   + " |")
+    lines.append("")
+  fit = [float(m["history"]["accuracy"][-1]) for ms in results["rounds"] for m in ms]
+  lines += ["## Reading this table", "",
+            f"- {significant_sentence(results)}",
+            "- The paired t-test assumes roughly normal per-seed differences; with few seeds a "
+            "wide interval means the study cannot tell, not that the rule has no effect.",
+            f"- Final training accuracy of the weighted members: {min(fit) * 100:.1f}–"
+            f"{max(fit) * 100:.1f}%. Fixed loss weights lose their effect once a network fits "
+            "its training set (Byrd & Lipton 2019); compare `drw`, weight decay and fewer epochs "
+            "when this is near 100%.", "",
+            "Plots: `plots/tpr_bars.png`, `plots/confusion_baseline.png`, "
+            "`plots/confusion_best.png`, `plots/training_curves.png`. Per-member numbers: "
+            "`summary.csv`, `results.json`.", ""]
+  return "\n".join(lines)
+
+
+def json_compact(d: dict) -> str:
+  return ", ".join(f"{k}={v}" for k, v in d.items() if k != "name")
+
+
+def significant_sentence(results: dict) -> str:
+  rows = results["comparisons"][-1]
+  if results["test"] == "none" or len(results["config"]["seeds"]) < 2:
+    return "No significance test was requested (or fewer than 2 seeds): treat differences as anecdotal."
+  good = [r["rule"] for r in rows
+          if math.isfinite(r["D"]["p_holm"]) and r["D"]["p_holm"] < 0.05 and r["D"]["mean"] > 0
+          and not (r["delta_accuracy"]["ci_high"] < 0)]
+  if not good:
+    return ("No rule lowered Var(s) significantly (Holm-corrected p < 0.05) without a "
+            "significant accuracy loss.")
+  return ("Rules that lowered Var(s) significantly (Holm p < 0.05) without a significant accuracy "
+          "loss: " + ", ".join(f"`{g}`" for g in good) + ".")
+
+
+def write_outputs(workdir: str, results: dict, log) -> None:
+  io_utils.atomic_write_json(os.path.join(workdir, "results.json"), results)
+  io_utils.atomic_write_text(os.path.join(workdir, "summary.csv"), summary_csv(results))
+  report = report_markdown(results)
+  io_utils.atomic_write_text(os.path.join(workdir, "report.md"), report)
+  from lwi_jax import plots  # lazy: matplotlib import is slow
+  plots.write_all(os.path.join(workdir, "plots"), results)
+  log("\n" + report)
