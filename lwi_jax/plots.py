@@ -31,14 +31,14 @@ def tpr_bars(results: dict):
       (r["rule"], np.asarray(r["tpr_mean"]), np.asarray(r["tpr_sd"])) for r in rows]
   width = 0.8 / len(series)
   x = np.arange(len(names))
-  fig, ax = plt.subplots(figsize=(max(8, len(names) * 0.4 * len(series)), 4.5))
+  fig, ax = plt.subplots(figsize=(min(18, max(8, len(names) * 0.25 * len(series))), 4.5))
   for i, (label, mean, sd) in enumerate(series):
     ax.bar(x + (i - (len(series) - 1) / 2) * width, mean * 100, width, yerr=sd * 100,
            label=label, capsize=2)
   ax.set_xticks(x, names, rotation=30, ha="right")
   ax.set_ylabel("test TPR (%)")
   ax.set_title("Per-class TPR, mean ± sd over seeds")
-  ax.legend(fontsize=7, ncol=2)
+  ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
   return fig
 
 
@@ -73,7 +73,7 @@ def training_curves(results: dict):
                               "validation accuracy")):
     ax.set_title(title)
     ax.set_xlabel("epoch")
-  axes[-1].legend(fontsize=6, ncol=2)
+  axes[-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
   return fig
 
 

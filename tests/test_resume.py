@@ -1,0 +1,83 @@
+"""A study killed mid-training and started again with the same command ends with the same results.
+
+Three real `launch.py` processes on a tiny CIFAR-10 subset: one uninterrupted, one SIGKILLed
+right after its first retrain checkpoint (so inside the next epoch), then the same command again.
+"""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import CIFAR10_DIR, REPO
+
+pytestmark = pytest.mark.slow
+
+
+def command(workdir):
+  return [sys.executable, os.path.join(REPO, "launch.py"), "--config=configs/cifar.py:cpu",
+          f"--config.data.dir={CIFAR10_DIR}", "--config.data.train_per_class=40",
+          "--config.data.test_per_class=10", "--config.model.widths=(4,8,8)",
+          "--config.model.dense_width=16", "--config.train.epochs=4",
+          "--config.train.batch_size=24", "--config.train.eval_batch_size=100",
+          "--config.rules=('uniform','inverse_tpr:gamma=1','group_dro:eta=0.05',"
+          "'dynamic_difficulty:tau=1','oversample:gamma=1')",
+          "--config.seeds=(0,1)", "--config.compare.test=paired_t", f"--config.workdir={workdir}"]
+
+
+def strip_timing(obj):
+  if isinstance(obj, dict):
+    return {k: strip_timing(v) for k, v in obj.items()
+            if k not in ("seconds", "wall_seconds", "workdir")}
+  if isinstance(obj, list):
+    return [strip_timing(v) for v in obj]
+  return obj
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+  e = dict(os.environ)
+  # The three processes compile the same programs: share them through JAX's persistent cache.
+  e["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))
+  e["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  e["JAX_PLATFORMS"] = "cpu"
+  return e
+
+
+def test_kill_and_resume_gives_the_same_results(tmp_path, env):
+  clean = tmp_path / "clean"
+  subprocess.run(command(clean), cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
+
+  killed = tmp_path / "killed"
+  proc = subprocess.Popen(command(killed), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 600
+  while not glob.glob(str(killed / "checkpoints" / "round1-*" / "1")):
+    assert proc.poll() is None, "run ended before its first retrain checkpoint"
+    assert time.time() < deadline
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (killed / "results.json").exists()
+
+  again = subprocess.run(command(killed), cwd=REPO, env=env, check=True, capture_output=True,
+                         text=True, timeout=600)
+  assert "[baseline] reusing finished phase" in again.stdout
+  assert "[round1] resumed from the checkpoint after epoch" in again.stdout
+
+  a = json.loads((clean / "results.json").read_text())
+  b = json.loads((killed / "results.json").read_text())
+  assert strip_timing(a) == strip_timing(b)
+  assert (clean / "report.md").exists() and (killed / "plots" / "tpr_bars.png").exists()
+
+  # A third run reuses everything and trains nothing.
+  third = subprocess.run(command(killed), cwd=REPO, env=env, check=True, capture_output=True,
+                         text=True, timeout=600)
+  assert "[round1] reusing finished phase" in third.stdout
+  assert "epoch 1/" not in third.stdout
+  assert strip_timing(json.loads((killed / "results.json").read_text())) == strip_timing(a)
