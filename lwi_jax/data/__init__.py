@@ -9,7 +9,8 @@ from typing import Callable
 
 import numpy as np
 
-from lwi_jax.data import cifar10
+from lwi_jax.data import cifar10, csv_source
+from lwi_jax.data import names as names_source
 from lwi_jax.data.errors import DataError
 from lwi_jax.data.splits import per_class_subset, stratified_split
 from lwi_jax.data.types import ClassificationData, Split
@@ -49,7 +50,8 @@ def load_cifar10(cfg) -> ClassificationData:
   return with_validation_split(train, test, names, cfg, info)
 
 
-LOADERS: dict[str, Callable[..., ClassificationData]] = {"cifar10": load_cifar10}
+LOADERS: dict[str, Callable[..., ClassificationData]] = {
+    "cifar10": load_cifar10, "names": names_source.load_names, "csv": csv_source.load_csv}
 
 
 def load_dataset(cfg) -> ClassificationData:

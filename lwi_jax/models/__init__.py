@@ -6,6 +6,7 @@ from typing import Callable
 
 import flax.linen as nn
 
+from lwi_jax.models.conv_lstm import ConvLSTM
 from lwi_jax.models.resnet_cnn import CONV_IMPLS, ResidualCNN
 
 
@@ -26,7 +27,18 @@ def resolve_conv_impl(name: str) -> str:
   return name
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"resnet_cnn": _resnet_cnn}
+def _conv_lstm(cfg, num_classes: int, data_info: dict) -> nn.Module:
+  """The vocabulary size is a property of the data, so it comes from the text source's info."""
+  if "vocab_size" not in data_info:
+    raise ValueError("model.name='conv_lstm' reads token ids and needs data.info['vocab_size'] "
+                     "from a text source (data.name in ['names', 'csv'])")
+  return ConvLSTM(num_classes=num_classes, vocab_size=int(data_info["vocab_size"]),
+                  embed_dim=cfg.embed_dim, conv_features=tuple(cfg.conv_features),
+                  kernel_size=cfg.kernel_size, lstm_hidden=cfg.lstm_hidden,
+                  dropout_rate=cfg.dropout_rate)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"resnet_cnn": _resnet_cnn, "conv_lstm": _conv_lstm}
 
 
 def create_model(cfg, num_classes: int, data_info: dict | None = None) -> nn.Module:
