@@ -1,6 +1,7 @@
 """Name -> country (GB, US, ES, DE, IT) with the ConvLSTM: the embedded default, no download.
 
   python launch.py --config=configs/names.py              # a few minutes on 2 CPU cores
+  python launch.py --config=configs/names.py:study        # the full study: 10 rules x 3 seeds
   python launch.py --config=configs/names.py:csv --config.data.path=my.csv \
       --config.data.text_column=text --config.data.label_column=label   # your own CSV
 
@@ -14,8 +15,9 @@ import ml_collections
 
 
 def get_config(preset: str = "names") -> ml_collections.ConfigDict:
-  if preset not in ("names", "csv"):
-    raise ValueError(f"configs/names.py preset {preset!r} is not one of ['names', 'csv']")
+  if preset not in ("names", "study", "csv"):
+    raise ValueError(f"configs/names.py preset {preset!r} is not one of "
+                     "['names', 'study', 'csv']")
   config = ml_collections.ConfigDict()
   config.workdir = f"runs/{preset}"
 
@@ -75,6 +77,15 @@ def get_config(preset: str = "names") -> ml_collections.ConfigDict:
   config.rules = ("inverse_tpr:gamma=1", "class_difficulty:tau=1", "focal:gamma=2")
   config.seeds = (0,)
 
+  if preset == "study":
+    # Algorithm 1 over every rule family, paired across 3 seeds with statistics. The uniform
+    # retrain is the control: its D measures what ensemble-size numerics alone change.
+    config.rules = ("uniform", "inverse_tpr:gamma=0.5", "inverse_tpr:gamma=1",
+                    "inverse_tpr:gamma=2", "class_difficulty:tau=1",
+                    "effective_number:beta=0.999", "focal:gamma=2", "drw:gamma=1,start=0.5",
+                    "oversample:gamma=1", "group_dro:eta=0.01", "dynamic_difficulty:tau=1")
+    config.seeds = (0, 1, 2)
+    config.compare.test = "paired_t"
   if preset == "csv":
     config.data.name = "csv"
     config.data.max_len = 64
