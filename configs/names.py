@@ -86,6 +86,7 @@ def get_config(preset: str = "names") -> ml_collections.ConfigDict:
                     "oversample:gamma=1", "group_dro:eta=0.01", "dynamic_difficulty:tau=1")
     config.seeds = (0, 1, 2)
     config.compare.test = "paired_t"
+    config.workdir = "runs/names_study"
   if preset == "csv":
     config.data.name = "csv"
     config.data.max_len = 64

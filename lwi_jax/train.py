@@ -94,10 +94,19 @@ def seed_key(seed) -> jax.Array:
   return jax.random.key(seed)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_member(model: nn.Module, tx, sample_inputs: jax.Array, key: jax.Array) -> TrainState:
+  return create_train_state(model, tx, sample_inputs, key)
+
+
 def init_ensemble(model: nn.Module, tx, sample_inputs: jax.Array, seeds) -> TrainState:
-  """Stacked states [E, ...] for members with the given seeds (same seed -> same init)."""
-  keys = jax.vmap(lambda s: jax.random.fold_in(seed_key(s), 0))(jnp.asarray(seeds, jnp.uint32))
-  return jax.jit(jax.vmap(lambda k: create_train_state(model, tx, sample_inputs, k)))(keys)
+  """Stacked states [E, ...] for members with the given seeds (same seed -> same init).
+
+  One compiled per-member init, reused for every seed, ensemble size and call: a jitted vmap
+  built inside this function recompiled on every call (tens of seconds on CPU per phase).
+  """
+  keys = [jax.random.fold_in(seed_key(s), 0) for s in np.asarray(seeds, np.uint32)]
+  return ensemble.stack([_init_member(model, tx, sample_inputs, k) for k in keys])
 
 
 def train_step(state: TrainState, batch: dict, class_weights: jax.Array, rng: jax.Array,

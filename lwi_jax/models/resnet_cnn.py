@@ -19,11 +19,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-CONV_IMPLS = ("xla", "matmul")
+CONV_IMPLS = ("xla", "matmul", "hybrid")
+
+_DIMS = ("NHWC", "HWIO", "NHWC")
+_SAME = ((1, 1), (1, 1))
 
 
 def conv3x3_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """SAME 3x3 convolution, stride 1, NHWC x HWIO, as shifted slices + one matmul."""
+  """SAME 3x3 convolution, stride 1, NHWC x HWIO, as shifted slices + one matmul (reference)."""
   n, h, w, c = x.shape
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   # Concatenation order (dy, dx, c) matches kernel.reshape(9 * c, out) for HWIO kernels.
@@ -33,8 +36,84 @@ def conv3x3_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 def conv3x3_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  return jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding="SAME",
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding=_SAME,
+                                      dimension_numbers=_DIMS)
+
+
+# ----------------------------------------------------------------------------- hybrid (CPU)
+#
+# Where the time of a CPU training step went (see bench/README.md): XLA:CPU hands forward
+# convolutions (and the input-gradient convolution, which is a forward convolution of dy with the
+# flipped, transposed kernel) to YNNPACK's direct convolution, which is as fast as PyTorch's
+# oneDNN; but autodiff writes the WEIGHT gradient as a convolution whose "kernel" is the whole
+# HxW image, which runs ~10x slower than the forward; `jax.vmap` over members turns every
+# convolution into a grouped one, slower still; and the im2col form (conv3x3_matmul) spends most
+# of its step materialising 9x copies of every activation (and their gradients). So the hybrid
+# convolution is:
+#   forward  y  = conv(x, k)                             direct convolution, no copies
+#   backward dx = conv(dy, flip(k)^T)                    direct convolution, no copies
+#            dk = X3^T . D3  (conv3x3_weight_grad)       ONE matmul over 3x (not 9x) copies
+# and under vmap (the ensemble axis) every member keeps its own ungrouped convolution.
+
+
+@jax.custom_batching.custom_vmap
+def _direct_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return conv3x3_xla(x, kernel)
+
+
+@_direct_conv.def_vmap
+def _direct_conv_vmap(axis_size, in_batched, x, kernel):
+  """Members' convolutions stay ungrouped: XLA:CPU runs a grouped convolution ~10x slower."""
+  x_batched, k_batched = in_batched
+  if not k_batched:  # one kernel: the member axis joins the image batch
+    y = _direct_conv(x.reshape((-1,) + x.shape[2:]), kernel)
+    return y.reshape((axis_size, -1) + y.shape[1:]), True
+  if not x_batched:  # one input (e.g. shared eval batches): members' kernels side by side
+    out = kernel.shape[-1]
+    wide = jnp.moveaxis(kernel, 0, -2).reshape(kernel.shape[1:-1] + (axis_size * out,))
+    y = _direct_conv(x, wide)
+    return jnp.moveaxis(y.reshape(y.shape[:-1] + (axis_size, out)), -2, 0), True
+  # The thunk executor may run independent members' convolutions concurrently.
+  return jnp.stack([_direct_conv(x[i], kernel[i]) for i in range(axis_size)]), True
+
+
+def conv3x3_weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
+  """dk[a, b, c, o] = sum_{n,i,j} xpad[n, i+a, j+b, c] dy[n, i, j, o] as ONE matmul.
+
+  X3 = the 3 column shifts of the padded input side by side  [N(H+2)W, 3C], columns (b, c);
+  D3 = the 3 row shifts of dy, zero-padded to H+2 rows      [N(H+2)W, 3O], columns (a, o);
+  X3^T D3 = [3C, 3O] holds exactly the 9CO weights, with 3x (not 9x) copies of each operand.
+  """
+  n, h, w, c = x.shape
+  o = dy.shape[-1]
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  x3 = jnp.concatenate([xp[:, :, b:b + w] for b in range(3)], axis=-1)  # [N, H+2, W, 3C]
+  dyp = jnp.pad(dy, ((0, 0), (2, 2), (0, 0), (0, 0)))
+  d3 = jnp.concatenate([dyp[:, 2 - a:2 - a + h + 2] for a in range(3)], axis=-1)  # [N,H+2,W,3O]
+  dk = jax.lax.dot_general(x3.reshape(-1, 3 * c), d3.reshape(-1, 3 * o), (((0,), (0,)), ((), ())),
+                           preferred_element_type=jnp.float32)
+  return dk.reshape(3, c, 3, o).transpose(2, 0, 1, 3).astype(x.dtype)
+
+
+@jax.custom_vjp
+def conv3x3_hybrid(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """SAME 3x3 convolution, stride 1, NHWC x HWIO; equal to conv3x3_xla, faster on CPU."""
+  return _direct_conv(x, kernel)
+
+
+def _hybrid_fwd(x, kernel):
+  return _direct_conv(x, kernel), (x, kernel)
+
+
+def _hybrid_bwd(res, dy):
+  x, kernel = res
+  dx = _direct_conv(dy, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  return dx, conv3x3_weight_grad(x, dy)
+
+
+conv3x3_hybrid.defvjp(_hybrid_fwd, _hybrid_bwd)
+
+_CONVS = {"xla": conv3x3_xla, "matmul": conv3x3_matmul, "hybrid": conv3x3_hybrid}
 
 
 def max_pool_2x2(x: jax.Array, impl: str) -> jax.Array:
@@ -54,8 +133,7 @@ class Conv3x3(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (3, 3, x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-    conv = conv3x3_xla if self.impl == "xla" else conv3x3_matmul
-    return conv(x, kernel) + bias
+    return _CONVS[self.impl](x, kernel) + bias
 
 
 class ResidualCNN(nn.Module):
