@@ -103,6 +103,7 @@ def parse_rule(text: str, where: str = "config.rules") -> RuleSpec:
     raise ValueError(f"{where}: each rule must be a non-empty string like 'inverse_tpr:gamma=1', "
                      f"got {text!r}; valid rules: {valid_rule_names()}")
   name, _, args = text.strip().partition(":")
+  name = name.strip()
   hparams = {}
   for item in filter(None, (a.strip() for a in args.split(","))):
     key, eq, value = item.partition("=")
