@@ -71,10 +71,6 @@ class RuleSpec:
       return self.name
     return self.name + ":" + ",".join(f"{k}={v:g}" for k, v in sorted(self.hparams.items()))
 
-  @property
-  def is_dynamic(self) -> bool:
-    return self.name == "dynamic_difficulty"
-
   def member_hparams(self, scores, counts, epochs: int):
     """MemberHParams of this rule given the validation TPRs `scores` and class `counts`."""
     from lwi_jax import train  # local: train imports nothing from here, keep it that way
@@ -114,17 +110,7 @@ def parse_rule(text: str, where: str = "config.rules") -> RuleSpec:
     except ValueError:
       raise ValueError(f"{where}: {text!r}: {key.strip()}={value!r} is not a number") from None
   if name in TRAINING_RULES:
-    spec = TRAINING_RULES[name][0]
-    unknown = set(hparams) - set(spec)
-    if unknown:
-      raise ValueError(f"{where}: rule {name!r} has no hyper-parameter(s) {sorted(unknown)}; "
-                       f"valid: {sorted(spec)}")
-    full = {}
-    for key, (default, ok, desc) in spec.items():
-      full[key] = hparams.get(key, default)
-      if not np.isfinite(full[key]) or not ok(full[key]):
-        raise ValueError(f"{where}: {name}.{key}={full[key]} is invalid; need {desc}")
-    return RuleSpec(name, full)
+    return RuleSpec(name, weighting.check_hparams(name, TRAINING_RULES[name][0], hparams, where))
   if name not in weighting.RULES:
     raise ValueError(f"{where}: unknown rule {name!r}; valid rules: {valid_rule_names()}")
   return RuleSpec(name, weighting.validate(name, hparams, where=f"{where} {text!r}"))

@@ -83,11 +83,9 @@ RULES: dict[str, Rule] = {
 }
 
 
-def validate(rule: str, hparams: Mapping[str, float], where: str = "rule") -> dict[str, float]:
-  """Returns the full hyper-parameter dict for `rule`, or raises naming the valid choices."""
-  if rule not in RULES:
-    raise ValueError(f"{where}: unknown weighting rule {rule!r}; valid rules: {sorted(RULES)}")
-  spec = RULES[rule].hparams
+def check_hparams(rule: str, spec: Mapping, hparams: Mapping[str, float], where: str
+                  ) -> dict[str, float]:
+  """Fills defaults from `spec` (name -> (default, predicate, text)) and checks every value."""
   unknown = set(hparams) - set(spec)
   if unknown:
     raise ValueError(f"{where}: rule {rule!r} has no hyper-parameter(s) {sorted(unknown)}; "
@@ -99,6 +97,13 @@ def validate(rule: str, hparams: Mapping[str, float], where: str = "rule") -> di
       raise ValueError(f"{where}: {rule}.{name}={value} is invalid; need {text}")
     full[name] = value
   return full
+
+
+def validate(rule: str, hparams: Mapping[str, float], where: str = "rule") -> dict[str, float]:
+  """Returns the full hyper-parameter dict for `rule`, or raises naming the valid choices."""
+  if rule not in RULES:
+    raise ValueError(f"{where}: unknown weighting rule {rule!r}; valid rules: {sorted(RULES)}")
+  return check_hparams(rule, RULES[rule].hparams, hparams, where)
 
 
 def compute_weights(rule: str, scores, counts, **hparams):
