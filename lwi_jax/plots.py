@@ -32,9 +32,10 @@ def tpr_bars(results: dict):
   width = 0.8 / len(series)
   x = np.arange(len(names))
   fig, ax = plt.subplots(figsize=(min(18, max(8, len(names) * 0.25 * len(series))), 4.5))
+  colors = plt.get_cmap("tab20" if len(series) > 10 else "tab10").colors
   for i, (label, mean, sd) in enumerate(series):
     ax.bar(x + (i - (len(series) - 1) / 2) * width, mean * 100, width, yerr=sd * 100,
-           label=label, capsize=2)
+           label=label, capsize=2, color=colors[i % len(colors)])
   ax.set_xticks(x, names, rotation=30, ha="right")
   ax.set_ylabel("test TPR (%)")
   ax.set_title("Per-class TPR, mean ± sd over seeds")
