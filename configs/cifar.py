@@ -31,7 +31,8 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   config.model.widths = (32, 64, 128)
   config.model.dense_width = 256
   config.model.dropout_rate = 0.5
-  config.model.conv_impl = "auto"  # 'auto' (matmul on CPU, XLA conv elsewhere), 'xla', 'matmul'
+  # 'auto' (hybrid on CPU, XLA conv elsewhere), 'xla', 'hybrid', 'matmul' (see resnet_cnn.py)
+  config.model.conv_impl = "auto"
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"  # 'adam' or 'sgd'
@@ -46,6 +47,10 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   config.train.eval_batch_size = 500
   config.train.augment = "flip_crop"  # 'none' or 'flip_crop'
   config.train.ensemble_strategy = "auto"  # 'auto', 'vmap', 'sequential'
+  config.train.ensemble_chunk = 0  # members vmapped at once (bounds memory); 0 = all
+  config.train.shard_ensemble = False  # split the members over devices (lwi_jax/sharding.py)
+  config.train.num_devices = 0  # devices in the ensemble mesh; 0 = all visible devices
+  config.train.distributed = False  # multi-host: jax.distributed.initialize() at launch
   config.train.eval_every_epoch = True  # validation accuracy per epoch in the history
 
   config.rounds = 1  # > 1: iterate reweighting with the newest validation TPRs

@@ -1,10 +1,20 @@
 """How the ensemble (leading member axis E) is executed. The member function never changes.
 
-- "vmap": one batched program; best where batched convolutions are fast (GPU/TPU) and for
-  matmul-only models (the ConvLSTM, the matmul CNN on CPU).
-- "sequential": `lax.map` over members inside the same compiled program; keeps every
-  convolution ungrouped, which XLA:CPU needs for `lax.conv` (vmap makes them grouped convs).
-- "auto": "vmap" (every model here is matmul-based on CPU; see models.resolve_conv_impl).
+- "vmap": one batched program. Matrix products become batched matrix products and every
+  elementwise op works on E members at once. Convolutions do NOT become grouped convolutions
+  (slow on CPU): the CNN's convolution has its own batching rule that keeps one ungrouped
+  convolution per member (models/resnet_cnn.py, `_direct_conv`).
+- "sequential": `lax.map` over members inside the same compiled program: one member's program
+  (and one member's activation memory) at a time.
+- "auto": "vmap" on every backend (measured: bench/README.md).
+
+`chunk` (config.train.ensemble_chunk, 0 = off) bounds memory for large ensembles: "vmap" then
+runs `lax.map` over groups of `chunk` vmapped members (activations of `chunk` members live at
+once instead of E). E need not be a multiple of `chunk`: the last group is padded with copies of
+the last member and the copies are dropped.
+
+Across devices, `lwi_jax.sharding` splits the member axis over a device mesh and runs this
+same per-device program on each device's members.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 
 STRATEGIES = ("auto", "vmap", "sequential")
 
@@ -22,23 +33,54 @@ def resolve_strategy(name: str) -> str:
   return "vmap" if name == "auto" else name
 
 
-def map_members(fn: Callable, strategy: str, num_member_args: int) -> Callable:
+def num_members(member_args) -> int:
+  """E, the leading axis shared by every leaf of the member arguments."""
+  sizes = {x.shape[0] for x in jax.tree.leaves(member_args)}
+  if len(sizes) != 1:
+    raise ValueError(f"member arguments disagree on the ensemble size E: {sorted(sizes)}")
+  return sizes.pop()
+
+
+def pad_members(tree, multiple: int):
+  """Pads the member axis to a multiple of `multiple` with copies of the last member."""
+  e = num_members(tree)
+  pad = -e % multiple
+  if pad == 0:
+    return tree
+
+  def pad_leaf(x):
+    return jnp.concatenate([x] + [x[-1:]] * pad, axis=0)  # works for typed PRNG keys too
+
+  return jax.tree.map(pad_leaf, tree)
+
+
+def map_members(fn: Callable, strategy: str, num_member_args: int, chunk: int = 0) -> Callable:
   """Lifts fn(*member_args, *shared_args) to stacked member args (leading axis E).
 
-  The first `num_member_args` arguments carry the member axis; the rest (the dataset) are
-  shared by every member and are not copied per member.
+  The first `num_member_args` arguments carry the member axis; the rest (the dataset, the epoch
+  number) are shared by every member and are not copied per member.
   """
   strategy = resolve_strategy(strategy)
-  if strategy == "vmap":
-    def lifted(*args):
-      in_axes = (0,) * num_member_args + (None,) * (len(args) - num_member_args)
-      return jax.vmap(fn, in_axes=in_axes)(*args)
-    return lifted
+  if chunk < 0:
+    raise ValueError(f"train.ensemble_chunk={chunk} must be >= 0 (0 = all members at once)")
 
-  def lifted_sequential(*args):
-    member_args, shared = args[:num_member_args], args[num_member_args:]
-    return jax.lax.map(lambda xs: fn(*xs, *shared), member_args)
-  return lifted_sequential
+  def vmapped(member_args, shared):
+    in_axes = (0,) * len(member_args) + (None,) * len(shared)
+    return jax.vmap(fn, in_axes=in_axes)(*member_args, *shared)
+
+  def lifted(*args):
+    member_args, shared = tuple(args[:num_member_args]), tuple(args[num_member_args:])
+    if strategy == "sequential":
+      return jax.lax.map(lambda xs: fn(*xs, *shared), member_args)
+    e = num_members(member_args)
+    if not chunk or chunk >= e:
+      return vmapped(member_args, shared)
+    padded = pad_members(member_args, chunk)
+    groups = jax.tree.map(lambda x: x.reshape((-1, chunk) + x.shape[1:]), padded)
+    out = jax.lax.map(lambda xs: vmapped(xs, shared), groups)
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])[:e], out)
+
+  return lifted
 
 
 def stack(trees):

@@ -100,16 +100,21 @@ class Trainer:
       raise ValueError(f"train.batch_size={config.train.batch_size} is larger than the "
                        f"{len(data.train)} training examples")
     self.tx = train.make_optimizer(config.optimizer, steps_per_epoch, config.train.epochs)
-    self.train_inputs = jax.device_put(data.train.inputs)
-    self.train_labels = jax.device_put(data.train.labels)
+    # Off by default: one device. On: members split over a device mesh, data on every device.
+    from lwi_jax import sharding  # pylint: disable=g-import-not-at-top
+    self.mesh = sharding.mesh_from_config(config.train)
+    self.train_inputs, self.train_labels = sharding.replicate(
+        (data.train.inputs, data.train.labels), self.mesh)
     self.sample_inputs = jnp.asarray(data.train.inputs[:1])
     ebs = config.train.eval_batch_size
-    self.eval_sets = {name: tuple(map(jax.device_put, train.batch_for_eval(
-        getattr(data, name).inputs, getattr(data, name).labels, ebs)))
+    self.eval_sets = {name: tuple(sharding.replicate(train.batch_for_eval(
+        getattr(data, name).inputs, getattr(data, name).labels, ebs), self.mesh))
         for name in ("validation", "test")}
 
   def confusions(self, states, split: str) -> jax.Array:
-    fn = train.ensemble_confusion_fn(self.num_classes, self.config.train.ensemble_strategy)
+    cfg = self.config.train
+    fn = train.ensemble_confusion_fn(self.num_classes, cfg.ensemble_strategy,
+                                     cfg.get("ensemble_chunk", 0), self.mesh)
     return fn(states, *self.eval_sets[split])
 
   def evaluate(self, states, split: str) -> list[dict]:
@@ -125,7 +130,8 @@ class Trainer:
     epochs, n = cfg.epochs, len(seeds)
     dynamic = bool(np.any(np.asarray(hparams.dynamic_tau) >= 0))
     eval_each_epoch = dynamic or cfg.get("eval_every_epoch", True)
-    carry = {"states": train.init_ensemble(self.model, self.tx, self.sample_inputs, seeds),
+    carry = {"states": train.init_ensemble(self.model, self.tx, self.sample_inputs, seeds,
+                                             mesh=self.mesh),
              "hparams": hparams,
              "history": {k: np.full((n, epochs), np.nan, np.float32) for k in HISTORY_FIELDS}}
     ckpt = checkpoint_lib.PhaseCheckpointer(checkpoint_dir) if checkpoint_dir else None
@@ -137,7 +143,8 @@ class Trainer:
     states, hp = carry["states"], carry["hparams"]
     history = {k: np.array(v) for k, v in carry["history"].items()}
     writers = reporting.TensorBoard(tensorboard_dir, labels) if tensorboard_dir else None
-    epoch_fn = train.ensemble_train_epoch_fn(cfg.batch_size, cfg.augment, cfg.ensemble_strategy)
+    epoch_fn = train.ensemble_train_epoch_fn(cfg.batch_size, cfg.augment, cfg.ensemble_strategy,
+                                             cfg.get("ensemble_chunk", 0), self.mesh)
     t_start = time.perf_counter()
     for epoch in range(start, epochs):
       t0 = time.perf_counter()

@@ -99,14 +99,18 @@ def _init_member(model: nn.Module, tx, sample_inputs: jax.Array, key: jax.Array)
   return create_train_state(model, tx, sample_inputs, key)
 
 
-def init_ensemble(model: nn.Module, tx, sample_inputs: jax.Array, seeds) -> TrainState:
+def init_ensemble(model: nn.Module, tx, sample_inputs: jax.Array, seeds, mesh=None
+                  ) -> TrainState:
   """Stacked states [E, ...] for members with the given seeds (same seed -> same init).
 
   One compiled per-member init, reused for every seed, ensemble size and call: a jitted vmap
   built inside this function recompiled on every call (tens of seconds on CPU per phase).
+  With a `mesh` (lwi_jax.sharding) the member axis is split over its devices.
   """
+  from lwi_jax import sharding  # pylint: disable=g-import-not-at-top
   keys = [jax.random.fold_in(seed_key(s), 0) for s in np.asarray(seeds, np.uint32)]
-  return ensemble.stack([_init_member(model, tx, sample_inputs, k) for k in keys])
+  states = ensemble.stack([_init_member(model, tx, sample_inputs, k) for k in keys])
+  return sharding.shard_members(states, mesh)
 
 
 def train_step(state: TrainState, batch: dict, class_weights: jax.Array, rng: jax.Array,
@@ -239,20 +243,33 @@ def batch_for_eval(inputs: np.ndarray, labels: np.ndarray, batch_size: int):
 
 
 @functools.lru_cache(maxsize=None)
-def ensemble_train_epoch_fn(batch_size: int, augment: str, strategy: str):
-  """Jitted (states[E], hparams[E], keys[E], epoch, inputs, labels) -> (states, hparams, metrics)."""
+def ensemble_train_epoch_fn(batch_size: int, augment: str, strategy: str, chunk: int = 0,
+                            mesh=None):
+  """Jitted (states[E], hparams[E], keys[E], epoch, inputs, labels) -> (states, hparams, metrics).
+
+  `chunk`: members vmapped at once (0 = all, see ensemble.map_members); `mesh`: split the
+  members over devices (lwi_jax.sharding; hparams and metrics come back replicated).
+  """
+  from lwi_jax import sharding  # pylint: disable=g-import-not-at-top
   member = functools.partial(train_epoch, batch_size=batch_size, augment=augment)
-  return jax.jit(ensemble.map_members(member, strategy, num_member_args=3), donate_argnums=(0, 1))
+  fn = ensemble.map_members(member, strategy, num_member_args=3, chunk=chunk)
+  if mesh is not None:
+    fn = sharding.shard_ensemble_fn(fn, 3, mesh, replicated_outputs=(1, 2))
+  return jax.jit(fn, donate_argnums=(0, 1))
 
 
 ensemble_dynamic_weights_update = jax.jit(jax.vmap(dynamic_weights_update))
 
 
 @functools.lru_cache(maxsize=None)
-def ensemble_confusion_fn(num_classes: int, strategy: str):
-  """Jitted (states[E], inputs, labels, mask) -> confusion matrices [E, C, C]."""
+def ensemble_confusion_fn(num_classes: int, strategy: str, chunk: int = 0, mesh=None):
+  """Jitted (states[E], inputs, labels, mask) -> confusion matrices [E, C, C] (replicated)."""
+  from lwi_jax import sharding  # pylint: disable=g-import-not-at-top
   member = functools.partial(predict_confusion, num_classes=num_classes)
-  return jax.jit(ensemble.map_members(member, strategy, num_member_args=1))
+  fn = ensemble.map_members(member, strategy, num_member_args=1, chunk=chunk)
+  if mesh is not None:
+    fn = sharding.shard_ensemble_fn(fn, 1, mesh, replicated_outputs=(0,))
+  return jax.jit(fn)
 
 
 def ensemble_epoch_keys(seeds, epoch: int) -> jax.Array:

@@ -116,12 +116,63 @@ conv3x3_hybrid.defvjp(_hybrid_fwd, _hybrid_bwd)
 _CONVS = {"xla": conv3x3_xla, "matmul": conv3x3_matmul, "hybrid": conv3x3_hybrid}
 
 
+def _pool_windows(x: jax.Array) -> jax.Array:
+  n, h, w, c = x.shape
+  return x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+
+
+def _materialized(x: jax.Array) -> jax.Array:
+  """x as one stored buffer. The max-pool gradient compares x with max(x); if XLA fuses x's
+  producer (BatchNorm, ReLU, residual add) into both sides it may round them differently (FMA
+  contraction differs per fusion), no element equals the max and the gradient is lost (seen:
+  jit-only gradient errors of 0.1 in the im2col model). A barrier makes both read the same bits.
+  """
+  return jax.lax.optimization_barrier(x)
+
+
+@jax.custom_vjp
+def max_pool_2x2_fused(x: jax.Array) -> jax.Array:
+  """reshape+max pooling whose gradient is one elementwise pass (same values as autodiff's).
+
+  Autodiff of `max` splits the gradient evenly among tied maxima; it builds that from a 0/1
+  mask, a reduce_sum over each window and a divide, which XLA:CPU runs as three passes. Here
+  the count is the sum of the four window positions (elementwise adds), so the whole backward
+  fuses into one loop with the same result, ties included.
+  """
+  return _pool_windows(x).max(axis=(2, 4))
+
+
+def _pool_fwd(x):
+  x = _materialized(x)
+  y = _pool_windows(x).max(axis=(2, 4))
+  return y, (x, y)
+
+
+def _pool_bwd(res, g):
+  x, y = res
+  n, h, w, c = x.shape
+  win = _pool_windows(x)
+  hits = [win[:, :, a, :, b] == y for a in range(2) for b in range(2)]
+  count = sum(hit.astype(g.dtype) for hit in hits)
+  share = g / count
+  parts = [jnp.where(hit, share, 0.0) for hit in hits]  # (a, b) = (0,0), (0,1), (1,0), (1,1)
+  dx = jnp.stack(parts, axis=3).reshape(n, h // 2, w // 2, 2, 2, c)
+  dx = dx.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // 2 * 2, w // 2 * 2, c)
+  if dx.shape != x.shape:  # odd sizes: the last row / column is not pooled
+    dx = jnp.pad(dx, ((0, 0), (0, h - dx.shape[1]), (0, w - dx.shape[2]), (0, 0)))
+  return (dx,)
+
+
+max_pool_2x2_fused.defvjp(_pool_fwd, _pool_bwd)
+
+
 def max_pool_2x2(x: jax.Array, impl: str) -> jax.Array:
-  """2x2 max pooling, stride 2. The reshape+max form has a cheaper gradient on CPU."""
+  """2x2 max pooling, stride 2. The reshape+max forms have a cheaper gradient on CPU."""
   if impl == "xla":
     return nn.max_pool(x, (2, 2), strides=(2, 2))
-  n, h, w, c = x.shape
-  return x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  if impl == "hybrid":
+    return max_pool_2x2_fused(x)
+  return _pool_windows(_materialized(x)).max(axis=(2, 4))
 
 
 class Conv3x3(nn.Module):

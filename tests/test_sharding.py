@@ -1,0 +1,114 @@
+"""The ensemble axis sharded over devices gives the same results as the one-device run.
+
+XLA_FLAGS must be set before JAX initialises, so the multi-device checks run in a subprocess
+with 4 fake CPU devices (--xla_force_host_platform_device_count=4). E = 4 is one member per
+device, E = 3 is not divisible by 4 (padded with copies of the last member inside the compiled
+function, copies dropped).
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import ml_collections
+import pytest
+
+from lwi_jax import sharding
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = textwrap.dedent("""
+    import importlib.util, os, sys
+    import jax, jax.numpy as jnp, numpy as np
+    assert jax.device_count() == 4, jax.devices()
+    from lwi_jax import data as data_lib, ensemble, experiment, sharding, train
+
+    spec = importlib.util.spec_from_file_location("cifar", os.path.join(sys.argv[1], "configs",
+                                                                        "cifar.py"))
+    cifar = importlib.util.module_from_spec(spec); spec.loader.exec_module(cifar)
+
+    def config(shard, devices=0):
+      c = cifar.get_config("cpu")
+      c.model.widths, c.model.dense_width, c.model.conv_impl = (4, 4, 8), 8, "hybrid"
+      c.train.epochs, c.train.batch_size, c.train.eval_batch_size = 2, 8, 16
+      c.train.augment, c.train.eval_every_epoch = "none", False
+      c.train.shard_ensemble, c.train.num_devices = shard, devices
+      # SGD, not Adam: Adam's first steps are ~lr * sign(g), which turns round-off in gradients
+      # that are mathematically zero (conv biases before BatchNorm) into lr-sized differences.
+      c.optimizer.name, c.optimizer.learning_rate, c.optimizer.schedule = "sgd", 0.05, "constant"
+      return c
+
+    rng = np.random.default_rng(0)
+    def split(n):
+      labels = rng.integers(0, 3, n).astype(np.int32)
+      images = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+      images[:, 0, 0, :] = labels[:, None] * 100
+      return data_lib.types.Split(images, labels)
+    data = data_lib.types.ClassificationData(split(32), split(20), split(20), ("a", "b", "c"))
+
+    trainers = {}
+    def run(shard, e, devices=0):
+      if (shard, devices) not in trainers:  # one Trainer (one set of compiled functions) each
+        trainers[shard, devices] = experiment.Trainer(config(shard, devices), data,
+                                                      log=lambda m: None)
+        # The same optimizer object: the jitted init is cached on it (compiling it is ~10 s).
+        trainers[shard, devices].tx = next(iter(trainers.values())).tx
+      trainer = trainers[shard, devices]
+      seeds = [i % 2 for i in range(e)]
+      hp = ensemble.stack([train.MemberHParams.create(np.linspace(0.5, 1.5, 3) ** i,
+                                                      focal_gamma=float(i % 3 == 2),
+                                                      dro_eta=0.1 * (i % 2))
+                           for i in range(e)])
+      states, hp, history = trainer.fit("t", [str(i) for i in range(e)], seeds, hp)
+      cms = trainer.confusions(states, "test")
+      leaf = jax.tree.leaves(states.params)[0]
+      if shard and e % 4 == 0:
+        assert leaf.sharding.spec == jax.sharding.PartitionSpec("ensemble"), leaf.sharding
+        assert len(leaf.sharding.device_set) == (devices or 4)
+      return jax.device_get((states.params, states.batch_stats, hp.class_weights, cms,
+                             history["loss"], history["accuracy"], history["val_accuracy"]))
+
+    # Members are independent, so the first 3 members of the unsharded E=4 run are the reference
+    # for E=3 too (one compiled program fewer).
+    ref4 = run(False, 4)
+    for e in (4, 3):
+      ref = jax.tree.map(lambda x: x[:e], ref4)
+      got = run(True, e)
+      for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(ref), jax.tree.leaves(got)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5,
+                                   err_msg=f"E={e}: {jax.tree_util.keystr(path)}")
+      print(f"E={e} devices=4: sharded == unsharded", flush=True)
+    try:
+      run(True, 2, devices=5)
+      raise SystemExit("expected a ValueError for num_devices=5")
+    except ValueError as err:
+      assert "train.num_devices=5" in str(err), err
+    print("OK")
+""")
+
+
+def test_sharded_ensemble_equals_unsharded_on_4_cpu_devices():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", SCRIPT, REPO], env=env, cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+  assert "OK" in proc.stdout
+  for e in (4, 3):
+    assert f"E={e} devices=4: sharded == unsharded" in proc.stdout
+
+
+def test_mesh_from_config_off_by_default_and_validated():
+  cfg = ml_collections.ConfigDict({"shard_ensemble": False, "num_devices": 0})
+  assert sharding.mesh_from_config(cfg) is None
+  cfg.shard_ensemble = True
+  mesh = sharding.mesh_from_config(cfg)
+  assert mesh.axis_names == ("ensemble",) and mesh.devices.size >= 1
+  cfg.num_devices = 10_000
+  with pytest.raises(ValueError, match="train.num_devices=10000"):
+    sharding.mesh_from_config(cfg)
+
+
+def test_initialize_distributed_is_a_no_op_when_off():
+  sharding.initialize_distributed(ml_collections.ConfigDict({"train": {"distributed": False}}))
