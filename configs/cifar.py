@@ -46,8 +46,8 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   config.train.batch_size = 128
   config.train.eval_batch_size = 500
   config.train.augment = "flip_crop"  # 'none' or 'flip_crop'
-  config.train.ensemble_strategy = "auto"  # 'auto', 'vmap', 'sequential'
-  config.train.ensemble_chunk = 0  # members vmapped at once (bounds memory); 0 = all
+  config.train.ensemble_strategy = "auto"  # 'auto', 'vmap', 'sequential', 'unrolled'
+  config.train.ensemble_chunk = 0  # members in flight at once (vmap/unrolled); 0 = all
   config.train.shard_ensemble = False  # split the members over devices (lwi_jax/sharding.py)
   config.train.num_devices = 0  # devices in the ensemble mesh; 0 = all visible devices
   config.train.distributed = False  # multi-host: jax.distributed.initialize() at launch

@@ -6,12 +6,17 @@
   convolution per member (models/resnet_cnn.py, `_direct_conv`).
 - "sequential": `lax.map` over members inside the same compiled program: one member's program
   (and one member's activation memory) at a time.
+- "unrolled": the member program written out once per member inside one compiled program, with
+  no batching at all (batched matmuls are slower than separate ones for some shapes on
+  XLA:CPU) and no per-member slicing of a loop; a runtime that overlaps independent ops can run
+  members concurrently. Compile time grows with the members unrolled, so use it with `chunk`.
 - "auto": "vmap" on every backend (measured: bench/README.md).
 
-`chunk` (config.train.ensemble_chunk, 0 = off) bounds memory for large ensembles: "vmap" then
-runs `lax.map` over groups of `chunk` vmapped members (activations of `chunk` members live at
-once instead of E). E need not be a multiple of `chunk`: the last group is padded with copies of
-the last member and the copies are dropped.
+`chunk` (config.train.ensemble_chunk, 0 = all E at once) is how many members are in flight
+together: "vmap" and "unrolled" run `lax.map` over groups of `chunk` members (vmapped or
+unrolled within a group), which bounds activation memory (and, for "unrolled", compile time).
+E need not be a multiple of `chunk`: the last group is padded with copies of the last member and
+the copies are dropped.
 
 Across devices, `lwi_jax.sharding` splits the member axis over a device mesh and runs this
 same per-device program on each device's members.
@@ -24,7 +29,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-STRATEGIES = ("auto", "vmap", "sequential")
+STRATEGIES = ("auto", "vmap", "sequential", "unrolled")
 
 
 def resolve_strategy(name: str) -> str:
@@ -68,16 +73,22 @@ def map_members(fn: Callable, strategy: str, num_member_args: int, chunk: int = 
     in_axes = (0,) * len(member_args) + (None,) * len(shared)
     return jax.vmap(fn, in_axes=in_axes)(*member_args, *shared)
 
+  def unrolled(member_args, shared):
+    outs = [fn(*unstack(member_args, i), *shared) for i in range(num_members(member_args))]
+    return stack(outs)
+
+  group_fn = unrolled if strategy == "unrolled" else vmapped
+
   def lifted(*args):
     member_args, shared = tuple(args[:num_member_args]), tuple(args[num_member_args:])
     if strategy == "sequential":
       return jax.lax.map(lambda xs: fn(*xs, *shared), member_args)
     e = num_members(member_args)
     if not chunk or chunk >= e:
-      return vmapped(member_args, shared)
+      return group_fn(member_args, shared)
     padded = pad_members(member_args, chunk)
     groups = jax.tree.map(lambda x: x.reshape((-1, chunk) + x.shape[1:]), padded)
-    out = jax.lax.map(lambda xs: vmapped(xs, shared), groups)
+    out = jax.lax.map(lambda xs: group_fn(xs, shared), groups)
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])[:e], out)
 
   return lifted

@@ -116,6 +116,55 @@ def test_fused_pool_equals_autodiff_including_ties(shape):
     chex.assert_trees_all_close(fn(x, g), ref, rtol=0, atol=0)
 
 
+# ------------------------------------------------------------------- fused BatchNorm + ReLU
+
+
+def _plain_bn_relu(z, scale, beta, eps):
+  axes = tuple(range(z.ndim - 1))
+  mean = jnp.mean(z, axes)
+  var = jnp.maximum(0.0, jnp.mean(z * z, axes) - mean * mean)
+  return jax.nn.relu((z - mean) * (jax.lax.rsqrt(var + eps) * scale) + beta), mean, var
+
+
+def test_fused_bn_relu_equals_plain_with_every_cotangent():
+  z, scale, beta = _rand(16, 4, 3, 5, 6) + 0.5, _rand(17, 6), _rand(18, 6)
+  eps = jnp.float32(1e-5)
+  cts = (_rand(19, 4, 3, 5, 6), _rand(20, 6), _rand(21, 6))  # dy, d mean, d var
+
+  def vjp(f):
+    return lambda z, s, b: (lambda out, pull: (out, pull(cts)))(*jax.vjp(
+        lambda z, s, b: f(z, s, b, eps), z, scale, beta))
+
+  ref = vjp(_plain_bn_relu)(z, scale, beta)
+  for fn in _both(vjp(resnet_cnn.bn_relu_train)):
+    chex.assert_trees_all_close(fn(z, scale, beta), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_batchnorm_relu_module_matches_flax_batchnorm():
+  import flax.linen as nn  # noqa: PLC0415
+  z, bias = _rand(22, 4, 3, 3, 5), _rand(23, 5)
+
+  class Plain(nn.Module):
+    @nn.compact
+    def __call__(self, z, bias, train):
+      return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                                  name="bn")(z + bias))
+
+  class Fused(nn.Module):
+    @nn.compact
+    def __call__(self, z, bias, train):
+      return resnet_cnn.BatchNormReLU(use_running_average=not train, name="bn")(z, bias)
+
+  v_plain = Plain().init(jax.random.key(0), z, bias, False)
+  v_fused = Fused().init(jax.random.key(0), z, bias, False)
+  chex.assert_trees_all_equal_structs(v_plain, v_fused)
+  v = jax.tree.map(lambda a: a + 0.3 * _rand(24, *a.shape), v_plain)  # non-trivial stats
+  for train_mode in (True, False):
+    ref = Plain().apply(v, z, bias, train_mode, mutable=["batch_stats"])
+    got = Fused().apply(v, z, bias, train_mode, mutable=["batch_stats"])
+    chex.assert_trees_all_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
 # ----------------------------------------------------------------------- whole training step
 
 NUM_CLASSES = 5
@@ -195,7 +244,7 @@ def test_chunked_vmap_equals_vmap_and_sequential(chunk):
     return {"out": jnp.tanh(data @ w) + noise, "sum": jnp.sum(w)}
 
   ref = ensemble.map_members(member, "vmap", 2)(w, keys, data)
-  for strategy, c in (("vmap", chunk), ("sequential", 0)):
+  for strategy, c in (("vmap", chunk), ("sequential", 0), ("unrolled", chunk), ("unrolled", 0)):
     for fn in _both(ensemble.map_members(member, strategy, 2, chunk=c)):
       chex.assert_trees_all_close(fn(w, keys, data), ref, **TOL)
 
