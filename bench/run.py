@@ -242,7 +242,10 @@ def e2e_names(args, log) -> dict:
     config.data.per_class = args.e2e_per_class
   if len(config.seeds) < 2 and "compare" in config:
     config.compare.test = "none"
-  quiet = lambda msg: None if msg.startswith("    ") else log("    | " + msg)  # noqa: E731
+  quiet = lambda msg: log("    | " + msg) if msg.startswith("[") else None  # noqa: E731
+  # One-time imports / helpers both modes need, so neither pays them inside its timing.
+  from lwi_jax import plots, reporting  # noqa: F401,PLC0415
+  import matplotlib.pyplot  # noqa: F401,PLC0415
 
   class Ensemble(experiment.Trainer):
 
@@ -283,10 +286,12 @@ def e2e_names(args, log) -> dict:
     log(f"  e2e: {mode} {out[f'{mode}_seconds']:.0f}s")
   out["speedup"] = out["member_by_member_seconds"] / out["ensemble_seconds"]
   try:  # same members, same numbers (up to float round-off)?
-    acc = lambda r: np.array([m["test"]["accuracy"] for m in r["members"]], float)  # noqa: E731
+    def acc(r):
+      members = list(r["baseline"]) + [m for rnd in r["rounds"] for m in rnd]
+      return np.array([float(m["test"]["accuracy"]) for m in members])
     out["max_abs_test_accuracy_difference"] = float(np.max(np.abs(
         acc(results["ensemble"]) - acc(results["member_by_member"]))))
-  except (KeyError, TypeError):
+  except (KeyError, TypeError, ValueError):
     pass
   return out
 
