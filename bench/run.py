@@ -200,12 +200,14 @@ def numerics_check(args) -> dict:
     return jax.jit(jax.value_and_grad(loss))(variables["params"])
 
   ref = grads("xla")
+  scale = max(float(jnp.max(jnp.abs(b))) for b in jax.tree.leaves(ref))
   out = {}
   for impl in ("hybrid",):
     got = grads(impl)
-    rel = max(float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(b)) + 1e-12))
-              for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)))
-    out[impl] = rel
+    # relative to the largest gradient: the conv biases' gradients are exactly 0 in theory
+    # (BatchNorm follows) and round-off (~1e-9) in lax.conv + autodiff
+    out[impl] = max(float(jnp.max(jnp.abs(a - b))) for a, b in
+                    zip(jax.tree.leaves(got), jax.tree.leaves(ref))) / scale
   return out
 
 
@@ -379,8 +381,13 @@ def report(cases: list[Case], extra: dict, args) -> tuple[str, dict]:
   add("| what | GFLOP per call | GFLOP/s (best round) | fraction of peak |")
   add("|---|---:|---:|---:|")
   flop_rows = []
-  for c in [*peak.values(), *torch_cases.values(),
-            *[c for c in jax_cases if c.impl in ("hybrid", "-") and c.strategy == "vmap"]]:
+  best_per_k = {}
+  for c in jax_cases:  # the fastest strategy for each (model, K)
+    key = (c.model, c.members)
+    if c.impl in ("hybrid", "-") and (key not in best_per_k or c.per_member_step()
+                                      < best_per_k[key].per_member_step()):
+      best_per_k[key] = c
+  for c in [*peak.values(), *torch_cases.values(), *best_per_k.values()]:
     gf = c.flops_per_call / min(c.wall)
     name = c.model if c.group == "peak" else f"{c.model} {c.impl} {c.strategy} K={c.members}"
     flop_rows.append({"what": name, "gflop_per_call": c.flops_per_call / 1e9,
@@ -399,11 +406,12 @@ def report(cases: list[Case], extra: dict, args) -> tuple[str, dict]:
     goals.append({"goal": text, "value": value, "met": ok})
     add(f"| {text} | {shown} | {'yes' if ok else ('no' if ok is not None else '-')} |")
 
-  for row in torch_rows:
-    if (row["model"] == "cnn" and row["jax_k1_over_torch"] is not None
-        and row["torch_threads"] == f"{args.threads} threads"):
-      v = row["jax_k1_over_torch"]
-      goal("JAX CNN 1 member no slower than PyTorch", v, v <= 1.0, f"{v:.2f}x torch")
+  cnn_torch = [r for r in torch_rows if r["model"] == "cnn" and r["jax_k1_over_torch"]]
+  if cnn_torch:  # against the fastest PyTorch configuration measured
+    best = min(cnn_torch, key=lambda r: r["torch_s_per_step_min"])
+    v = best["jax_k1_over_torch"]
+    goal("JAX CNN 1 member no slower than PyTorch", v, v <= 1.0,
+         f"{v:.2f}x torch ({best['torch_threads']})")
   kmax = max(args.ks)
   for model, limit in (("conv_lstm", 0.5), ("cnn", 1.0)):
     cands = [r for r in rows if r["model"] == model and r["K"] == kmax
@@ -440,7 +448,8 @@ def parse_args(argv=None):
   p.add_argument("--strategies", default=f"vmap,sequential,unrolled:{os.cpu_count()}",
                  help="ensemble strategies; 'name:chunk' sets train.ensemble_chunk")
   p.add_argument("--cnn_ref_impls", default="matmul,xla",
-                 help="CNN conv impls also measured at K=1 (the hybrid one runs at every K)")
+                 help="CNN conv impls also measured at K=1 as plain one-member programs (the "
+                      "hybrid one runs at every K and strategy)")
   p.add_argument("--batch", type=int, default=128)
   p.add_argument("--image", type=int, default=32)
   p.add_argument("--cnn_widths", default="32,64,128")
@@ -450,7 +459,7 @@ def parse_args(argv=None):
   p.add_argument("--rounds", type=int, default=3)
   p.add_argument("--threads", type=int, default=os.cpu_count(),
                  help="PyTorch intra-op threads (XLA:CPU uses every core)")
-  p.add_argument("--torch_extra_threads", default="",
+  p.add_argument("--torch_extra_threads", default="1" if (os.cpu_count() or 1) > 1 else "",
                  help="more PyTorch thread counts to measure too, e.g. '1' (OpenMP's spinning "
                       "makes multi-threaded PyTorch collapse when other processes load the CPU)")
   p.add_argument("--peak_size", type=int, default=2048)
@@ -500,7 +509,9 @@ def main(argv=None) -> dict:
     model, x, y, classes, flops, extra = _model_and_data(model_name, args, steps)
     if model_name == "cnn":
       variants = [("hybrid", k, s) for k in args.ks for s in args.strategies]
-      variants += [(impl, min(args.ks), args.strategies[0]) for impl in args.cnn_ref_impls]
+      # Reference implementations as plain one-member programs ("sequential" = lax.map, no
+      # vmap: vmap turns "xla" convolutions into grouped ones, ~100x slower on CPU).
+      variants += [(impl, min(args.ks), "sequential") for impl in args.cnn_ref_impls]
     else:
       variants = [("-", k, s) for k in args.ks for s in args.strategies]
     for impl, k, strategy in variants:

@@ -39,8 +39,15 @@ def _both(fn):
 # ------------------------------------------------------------------------------- convolution
 
 
-@pytest.mark.parametrize("shape", [(2, 7, 5, 3, 4), (1, 4, 4, 8, 8), (3, 1, 6, 2, 5)])
-def test_hybrid_conv_value_and_gradients_equal_lax_conv(shape):
+@pytest.fixture(params=[1, 4], ids=["1-core: direct conv", "multi-core: chunked matmuls"])
+def cpu_threads(request, monkeypatch):
+  """Both forms of the hybrid forward / input-gradient convolution (chosen by core count)."""
+  monkeypatch.setattr(resnet_cnn, "_cpu_threads", lambda: request.param)
+  return request.param
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 5, 3, 4), (1, 4, 4, 16, 8), (3, 1, 6, 20, 5)])
+def test_hybrid_conv_value_and_gradients_equal_lax_conv(shape, cpu_threads):
   n, h, w, c, o = shape
   x, k, dy = _rand(0, n, h, w, c), _rand(1, 3, 3, c, o), _rand(2, n, h, w, o)
   ref = _conv_vjp(resnet_cnn.conv3x3_xla, x, k, dy)
@@ -63,10 +70,10 @@ def test_weight_grad_matmul_equals_autodiff_and_loops():
 
 
 @pytest.mark.parametrize("in_axes", [(0, 0), (None, 0), (0, None)])
-def test_hybrid_conv_under_vmap_equals_per_member(in_axes):
+def test_hybrid_conv_under_vmap_equals_per_member(in_axes, cpu_threads):
   """The member axis: both batched, shared input (eval data), shared kernel."""
   e = 3
-  xs, ks, dys = _rand(5, e, 2, 5, 4, 3), _rand(6, e, 3, 3, 3, 4), _rand(7, e, 2, 5, 4, 4)
+  xs, ks, dys = _rand(5, e, 2, 5, 4, 16), _rand(6, e, 3, 3, 16, 4), _rand(7, e, 2, 5, 4, 4)
   x = xs if in_axes[0] == 0 else xs[0]
   k = ks if in_axes[1] == 0 else ks[0]
   pick = lambda a, ax, i: a[i] if ax == 0 else a  # noqa: E731
@@ -172,10 +179,13 @@ NUM_CLASSES = 5
 
 @functools.lru_cache(maxsize=None)
 def _setup():
+  # 16x16 images and 16 channels: small, yet on the matmul form of the hybrid convolution.
+  # Not 10x10 or 12x12: there XLA:CPU's fusion emitters miscompile the residual block's
+  # gradient (bench/xla_cpu_fusion_repro.py; plain im2col + reshape-max, float64 too).
   rng = np.random.default_rng(0)
-  inputs = jnp.asarray(rng.integers(0, 256, (8, 10, 10, 3), dtype=np.uint8))
+  inputs = jnp.asarray(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, NUM_CLASSES, 8).astype(np.int32))
-  model = ResidualCNN(NUM_CLASSES, widths=(4, 6, 8), dense_width=8, conv_impl="xla")
+  model = ResidualCNN(NUM_CLASSES, widths=(16, 16, 16), dense_width=8, conv_impl="xla")
   init = jax.jit(train.create_train_state, static_argnums=(0, 1))
   state = init(model, optax.sgd(0.1), inputs[:1], jax.random.key(0))
   weights = jnp.asarray([3.0, 0.5, 1.0, 0.25, 1.25])
@@ -183,7 +193,7 @@ def _setup():
 
 
 def _grads_and_step(conv_impl, state, inputs, labels, weights, rng):
-  model = ResidualCNN(NUM_CLASSES, widths=(4, 6, 8), dense_width=8, conv_impl=conv_impl)
+  model = ResidualCNN(NUM_CLASSES, widths=(16, 16, 16), dense_width=8, conv_impl=conv_impl)
   state = state.replace(apply_fn=model.apply)
 
   def loss_fn(params):
@@ -197,10 +207,9 @@ def _grads_and_step(conv_impl, state, inputs, labels, weights, rng):
   return loss, logits, upd, grads, eval_logits
 
 
-# Not "matmul" (the im2col reference): with these shapes its jitted gradients for the first
-# three layers are off by ~0.1 (eager is exact); XLA:CPU's fusion emitters miscompile its
-# pad/slice backward (correct with --xla_cpu_use_fusion_emitters=false). See bench/README.md.
-@pytest.mark.parametrize("conv_impl", ["hybrid"])
+# 16x16 images (see _setup) keep clear of an XLA:CPU fusion-emitter miscompile that makes even
+# the plain im2col ("matmul") gradients wrong under jit at 10x10 (bench/xla_cpu_fusion_repro.py).
+@pytest.mark.parametrize("conv_impl", ["hybrid", "matmul"])
 def test_train_step_gradients_equal_plain_xla(conv_impl):
   inputs, labels, state, weights = _setup()
   rng = jax.random.key(1)
@@ -214,7 +223,7 @@ def test_train_step_gradients_equal_plain_xla(conv_impl):
 
 def test_vmapped_hybrid_train_step_equals_member_by_member():
   inputs, labels, state, _ = _setup()
-  model = ResidualCNN(NUM_CLASSES, widths=(4, 6, 8), dense_width=8, conv_impl="hybrid")
+  model = ResidualCNN(NUM_CLASSES, widths=(16, 16, 16), dense_width=8, conv_impl="hybrid")
   state = state.replace(apply_fn=model.apply)
   e = 2
   states = ensemble.stack([state.replace(params=jax.tree.map(lambda p, i=i: p * (1 + 0.1 * i),
@@ -259,3 +268,31 @@ def test_pad_members_and_errors():
     ensemble.num_members({"a": jnp.zeros(2), "b": jnp.zeros(3)})
   with pytest.raises(ValueError, match="ensemble_chunk"):
     ensemble.map_members(lambda x: x, "vmap", 1, chunk=-1)
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_fast_paths_equal_plain_in_float64(members):
+  """In float64 round-off cannot hide a wrong fast path (float32 branch flips at ReLU / max-pool
+  ties can move a real-size gradient by %, bench/check_gradients_f64.py): equal to ~1e-12,
+  alone and as a vmapped ensemble, on every CNN conv implementation."""
+  inputs, labels, _, _ = _setup()
+  with jax.enable_x64(True):
+    def grads(impl):
+      model = ResidualCNN(NUM_CLASSES, widths=(16, 16, 16), dense_width=8, conv_impl=impl,
+                          dropout_rate=0.0, dtype=jnp.float64)
+      init = model.clone(dtype=jnp.float32).init(jax.random.key(0), inputs[:1], train=False)
+      v = jax.tree.map(lambda a: a.astype(jnp.float64), init)
+
+      def loss(p):
+        logits, _ = model.apply({"params": p, "batch_stats": v["batch_stats"]}, inputs,
+                                train=True, mutable=["batch_stats"])
+        return losses.weighted_cross_entropy(logits, labels, jnp.arange(1.0, 6.0))
+
+      stacked = jax.tree.map(lambda p: jnp.stack([p * (1 + 0.1 * i) for i in range(members)]),
+                             v["params"])
+      return jax.jit(jax.vmap(jax.grad(loss)))(stacked)
+
+    ref = grads("xla")
+    chex.assert_trees_all_equal_dtypes(ref, jax.tree.map(lambda a: a.astype(jnp.float64), ref))
+    for impl in ("hybrid", "matmul"):
+      chex.assert_trees_all_close(grads(impl), ref, rtol=1e-10, atol=1e-12)
