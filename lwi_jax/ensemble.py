@@ -10,7 +10,8 @@
   no batching at all (batched matmuls are slower than separate ones for some shapes on
   XLA:CPU) and no per-member slicing of a loop; a runtime that overlaps independent ops can run
   members concurrently. Compile time grows with the members unrolled, so use it with `chunk`.
-- "auto": "vmap" on every backend (measured: bench/README.md).
+- "auto": "vmap" on every backend. On 2 CPU cores the three are within ~10% per member of each
+  other (BUILD_NOTES.md, "Speed"); vmap is the one a GPU/TPU batches best.
 
 `chunk` (config.train.ensemble_chunk, 0 = all E at once) is how many members are in flight
 together: "vmap" and "unrolled" run `lax.map` over groups of `chunk` members (vmapped or

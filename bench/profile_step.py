@@ -1,0 +1,101 @@
+"""Where does a training step's time go? JAX profiler trace of the production step, by op kind.
+
+  python -m bench.profile_step [--model cnn|conv_lstm] [--impl hybrid] [--members 1]
+                               [--batch 128] [--steps 3] [--top 25]
+
+Traces `--steps` optimizer steps of train.ensemble_train_epoch_fn (the code the studies run),
+reads the trace back with jax.profiler.ProfileData and sums the XLA:CPU op events by name, then
+by kind (the op name without its numeric suffix: "convolution", "ynn_fusion", "dot", ...). The
+event times of ops that run concurrently on different threads add up, so the table shows
+where CPU time goes (its total can exceed the wall time). The trace directory is kept
+(TensorBoard / Perfetto can open it) and printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import os
+import re
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+from bench import run as bench_run  # noqa: E402
+from lwi_jax import ensemble, train  # noqa: E402
+
+
+def _kind(name: str) -> str:
+  """'convolution.3' -> 'convolution', 'add_bitcast_fusion.12' -> 'add_bitcast_fusion'."""
+  return re.sub(r"(\.\d+)+$", "", name)
+
+
+def summarize(trace_dir: str, top: int) -> str:
+  paths = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)
+  if not paths:
+    raise FileNotFoundError(f"no *.xplane.pb under {trace_dir}")
+  data = jax.profiler.ProfileData.from_file(max(paths, key=os.path.getmtime))
+  by_name, by_kind = collections.Counter(), collections.Counter()
+  for plane in data.planes:
+    if not plane.name.startswith("/host:CPU"):
+      continue
+    for line in plane.lines:
+      for ev in line.events:
+        name = ev.name
+        # XLA:CPU thunks/kernels; skip Python/JAX runtime scopes (PjitFunction, ...)
+        if not re.match(r"^[a-z_][a-z0-9_\-]*(\.\d+)*$", name):
+          continue
+        by_name[name] += ev.duration_ns
+        by_kind[_kind(name)] += ev.duration_ns
+  total = sum(by_kind.values())
+  out = [f"| op kind | ms | share |", "|---|---:|---:|"]
+  for k, ns in by_kind.most_common(top):
+    out.append(f"| {k} | {ns / 1e6:.1f} | {ns / total:.1%} |")
+  out += ["", f"| op | ms | share |", "|---|---:|---:|"]
+  for k, ns in by_name.most_common(top):
+    out.append(f"| {k} | {ns / 1e6:.1f} | {ns / total:.1%} |")
+  return "\n".join(out)
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--model", default="cnn", choices=["cnn", "conv_lstm"])
+  p.add_argument("--impl", default="hybrid", help="CNN conv implementation")
+  p.add_argument("--members", type=int, default=1)
+  p.add_argument("--strategy", default="vmap")
+  p.add_argument("--batch", type=int, default=128)
+  p.add_argument("--steps", type=int, default=3)
+  p.add_argument("--top", type=int, default=25)
+  p.add_argument("--trace_dir", default="")
+  args = p.parse_args(argv)
+  bargs = bench_run.parse_args([])  # the benchmark's model sizes
+  bargs.batch = args.batch
+  model, x, y, classes, _, _ = bench_run._model_and_data(args.model, bargs, args.steps)  # noqa
+  if args.model == "cnn":
+    model = bench_run._cnn(bargs, args.impl)  # noqa
+  case = bench_run.jax_case(args.model, model, args.impl, args.strategy, args.members, x, y,
+                            classes, args.steps, 0.0, bargs)
+  case.run()  # warm
+  trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="lwi_jax_profile_")
+  t0 = time.perf_counter()
+  with jax.profiler.trace(trace_dir):
+    case.run()
+  wall = time.perf_counter() - t0
+  print(f"{args.model} {args.impl} {args.strategy} K={args.members} batch {args.batch}: "
+        f"{args.steps} steps in {wall:.2f} s traced ({wall / args.steps / args.members:.3f} "
+        f"s/step/member incl. tracing overhead)\n")
+  print(summarize(trace_dir, args.top))
+  print(f"\ntrace: {trace_dir}")
+
+
+if __name__ == "__main__":
+  main()
