@@ -65,7 +65,11 @@ def get_config(preset: str = "names") -> ml_collections.ConfigDict:
   config.train.batch_size = 256
   config.train.eval_batch_size = 1000
   config.train.augment = "none"  # token ids: no augmentation
-  config.train.ensemble_strategy = "auto"  # 'auto', 'vmap', 'sequential'
+  config.train.ensemble_strategy = "auto"  # 'auto', 'vmap', 'sequential', 'unrolled'
+  config.train.ensemble_chunk = 0  # members in flight at once (vmap/unrolled); 0 = all
+  config.train.shard_ensemble = False  # split the members over devices (lwi_jax/sharding.py)
+  config.train.num_devices = 0  # devices in the ensemble mesh; 0 = all visible devices
+  config.train.distributed = False  # multi-host: jax.distributed.initialize() at launch
   config.train.eval_every_epoch = True  # validation accuracy per epoch in the history
 
   config.rounds = 1  # > 1: iterate reweighting with the newest validation TPRs
