@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 
 import jax
-import jax.numpy as jnp
 
 K = 8
 

@@ -23,15 +23,12 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
 from bench import run as bench_run  # noqa: E402
-from lwi_jax import ensemble, train  # noqa: E402
 
 
 def _kind(name: str) -> str:
@@ -57,10 +54,10 @@ def summarize(trace_dir: str, top: int) -> str:
         by_name[name] += ev.duration_ns
         by_kind[_kind(name)] += ev.duration_ns
   total = sum(by_kind.values())
-  out = [f"| op kind | ms | share |", "|---|---:|---:|"]
+  out = ["| op kind | ms | share |", "|---|---:|---:|"]
   for k, ns in by_kind.most_common(top):
     out.append(f"| {k} | {ns / 1e6:.1f} | {ns / total:.1%} |")
-  out += ["", f"| op | ms | share |", "|---|---:|---:|"]
+  out += ["", "| op | ms | share |", "|---|---:|---:|"]
   for k, ns in by_name.most_common(top):
     out.append(f"| {k} | {ns / 1e6:.1f} | {ns / total:.1%} |")
   return "\n".join(out)

@@ -30,7 +30,7 @@ import numpy as np
 
 from lwi_jax import checkpoint as checkpoint_lib
 from lwi_jax import data as data_lib
-from lwi_jax import ensemble, io_utils, members as members_lib, metrics, models, train
+from lwi_jax import ensemble, io_utils, members as members_lib, metrics, models, sharding, train
 from lwi_jax import reporting
 
 Printer = Callable[[str], None]
@@ -101,7 +101,6 @@ class Trainer:
                        f"{len(data.train)} training examples")
     self.tx = train.make_optimizer(config.optimizer, steps_per_epoch, config.train.epochs)
     # Off by default: one device. On: members split over a device mesh, data on every device.
-    from lwi_jax import sharding  # pylint: disable=g-import-not-at-top
     self.mesh = sharding.mesh_from_config(config.train)
     self.train_inputs, self.train_labels = sharding.replicate(
         (data.train.inputs, data.train.labels), self.mesh)

@@ -23,7 +23,7 @@ from flax import struct
 from flax.training import train_state
 
 from lwi_jax import augment as augment_lib
-from lwi_jax import ensemble, losses, metrics, weighting
+from lwi_jax import ensemble, losses, metrics, sharding, weighting
 
 
 class TrainState(train_state.TrainState):
@@ -107,7 +107,6 @@ def init_ensemble(model: nn.Module, tx, sample_inputs: jax.Array, seeds, mesh=No
   built inside this function recompiled on every call (tens of seconds on CPU per phase).
   With a `mesh` (lwi_jax.sharding) the member axis is split over its devices.
   """
-  from lwi_jax import sharding  # pylint: disable=g-import-not-at-top
   keys = [jax.random.fold_in(seed_key(s), 0) for s in np.asarray(seeds, np.uint32)]
   states = ensemble.stack([_init_member(model, tx, sample_inputs, k) for k in keys])
   return sharding.shard_members(states, mesh)
@@ -250,7 +249,6 @@ def ensemble_train_epoch_fn(batch_size: int, augment: str, strategy: str, chunk:
   `chunk`: members vmapped at once (0 = all, see ensemble.map_members); `mesh`: split the
   members over devices (lwi_jax.sharding; hparams and metrics come back replicated).
   """
-  from lwi_jax import sharding  # pylint: disable=g-import-not-at-top
   member = functools.partial(train_epoch, batch_size=batch_size, augment=augment)
   fn = ensemble.map_members(member, strategy, num_member_args=3, chunk=chunk)
   if mesh is not None:
@@ -264,7 +262,6 @@ ensemble_dynamic_weights_update = jax.jit(jax.vmap(dynamic_weights_update))
 @functools.lru_cache(maxsize=None)
 def ensemble_confusion_fn(num_classes: int, strategy: str, chunk: int = 0, mesh=None):
   """Jitted (states[E], inputs, labels, mask) -> confusion matrices [E, C, C] (replicated)."""
-  from lwi_jax import sharding  # pylint: disable=g-import-not-at-top
   member = functools.partial(predict_confusion, num_classes=num_classes)
   fn = ensemble.map_members(member, strategy, num_member_args=1, chunk=chunk)
   if mesh is not None:

@@ -7,7 +7,8 @@ Three convolution implementations with the same parameters (numerically intercha
 check it):
   "xla"     lax.conv + autodiff. Right on GPU/TPU (cuDNN / XLA convolutions, grouped
             convolutions under vmap are fine there).
-  "hybrid"  the CPU path: direct convolutions forward and for the input gradient, the weight
+  "hybrid"  the CPU path: forward and input gradient as direct convolutions (one core) or
+            im2col matmuls over cache-sized image chunks (several cores), the weight
             gradient as matmuls over cache-sized image chunks, one ungrouped convolution per
             member under vmap, plus a fused BatchNorm+ReLU and a one-pass max-pool gradient.
   "matmul"  the earlier CPU path (im2col by nine shifted slices + one matmul), kept as a
@@ -36,7 +37,13 @@ def conv3x3_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   # Concatenation order (dy, dx, c) matches kernel.reshape(9 * c, out) for HWIO kernels.
   patches = jnp.concatenate([xp[:, dy:dy + h, dx:dx + w, :] for dy in range(3) for dx in range(3)],
                             axis=-1)
-  return jnp.dot(patches, kernel.reshape(9 * c, kernel.shape[-1]))
+  return jnp.dot(patches, kernel.reshape(9 * c, kernel.shape[-1]),
+                 preferred_element_type=_acc_dtype(x)).astype(x.dtype)
+
+
+def _acc_dtype(x: jax.Array):
+  """Matmul accumulation dtype: at least float32 (bfloat16 inputs), float64 stays float64."""
+  return jnp.promote_types(x.dtype, jnp.float32)
 
 
 def conv3x3_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -75,24 +82,15 @@ def _image_chunk(x: jax.Array) -> int:
   return max(d for d in range(1, min(n, target) + 1) if n % d == 0)
 
 
+def _in_chunks(a: jax.Array, chunk: int) -> jax.Array:
+  """[N, ...] -> [N / chunk, chunk, ...] (chunk divides N, see _image_chunk)."""
+  return a.reshape((a.shape[0] // chunk, chunk) + a.shape[1:])
+
+
 def _conv_matmul_chunked(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """The im2col convolution over cache-sized image chunks: [chunk*H*W, 9C] x [9C, O] each."""
-  n, h, w, c = x.shape
-  chunk = _image_chunk(x)
-  wmat = kernel.reshape(9 * c, kernel.shape[-1])
-
-  def one(xc):
-    xp = jnp.pad(xc, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    patches = jnp.concatenate([xp[:, a:a + h, b:b + w] for a in range(3) for b in range(3)], -1)
-    return jnp.dot(patches, wmat, preferred_element_type=_acc_dtype(x)).astype(x.dtype)
-
-  y = jax.lax.map(one, x.reshape((n // chunk, chunk) + x.shape[1:]))
-  return y.reshape((n, h, w, kernel.shape[-1]))
-
-
-def _acc_dtype(x: jax.Array):
-  """Matmul accumulation dtype: at least float32 (bfloat16 inputs), float64 stays float64."""
-  return jnp.promote_types(x.dtype, jnp.float32)
+  """conv3x3_matmul over cache-sized image chunks: [chunk*H*W, 9C] x [9C, O] each."""
+  y = jax.lax.map(lambda xc: conv3x3_matmul(xc, kernel), _in_chunks(x, _image_chunk(x)))
+  return y.reshape(x.shape[:-1] + kernel.shape[-1:])
 
 
 def _cpu_threads() -> int:
@@ -148,11 +146,9 @@ def conv3x3_weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
   A loop (lax.scan) over chunks of images, each chunk one [9C, chunk*H*W] x [chunk*H*W, O]
   matmul, so the 9x patches never exist for the whole batch at once.
   """
-  n, h, w, c = x.shape
-  o = dy.shape[-1]
+  c, o = x.shape[-1], dy.shape[-1]
   chunk = _image_chunk(x)
-  xs = x.reshape((n // chunk, chunk) + x.shape[1:])
-  ds = dy.reshape((n // chunk, chunk) + dy.shape[1:])
+  xs, ds = _in_chunks(x, chunk), _in_chunks(dy, chunk)
 
   def body(acc, xd):
     return acc + _weight_grad_chunk(*xd), None
@@ -197,10 +193,12 @@ def _pool_windows(x: jax.Array) -> jax.Array:
 
 
 def _materialized(x: jax.Array) -> jax.Array:
-  """x as one stored buffer. The max-pool gradient compares x with max(x); if XLA fuses x's
-  producer (BatchNorm, ReLU, residual add) into both sides it may round them differently (FMA
-  contraction differs per fusion), no element equals the max and the gradient is lost (seen:
-  jit-only gradient errors of 0.1 in the im2col model). A barrier makes both read the same bits.
+  """x as one stored buffer. The max-pool gradient compares x with max(x); if XLA fused x's
+  producer (BatchNorm, ReLU, residual add) into both sides it could round them differently (FMA
+  contraction differs per fusion), no element would equal the max and the gradient would be
+  lost. A barrier makes both read the same bits. (The jit-only gradient errors of ~0.1 once
+  blamed on this were an XLA:CPU fusion-emitter miscompile that the barrier does not change:
+  bench/xla_cpu_fusion_repro.py.)
   """
   return jax.lax.optimization_barrier(x)
 
@@ -252,8 +250,8 @@ def max_pool_2x2(x: jax.Array, impl: str) -> jax.Array:
 class Conv3x3(nn.Module):
   features: int
   impl: str = "xla"
-  add_bias: bool = True
-  dtype: jnp.dtype = jnp.float32  # False: return (conv, bias) so the bias can be folded into BatchNorm
+  add_bias: bool = True  # False: return (conv, bias) so the bias can be folded into BatchNorm
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
