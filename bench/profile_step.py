@@ -1,6 +1,6 @@
 """Where does a training step's time go? JAX profiler trace of the production step, by op kind.
 
-  python -m bench.profile_step [--model cnn|conv_lstm] [--impl hybrid] [--members 1]
+  python -m bench.profile_step [--model cnn|conv_lstm] [--impl cpu] [--members 1]
                                [--batch 128] [--steps 3] [--top 25]
 
 Traces `--steps` optimizer steps of train.ensemble_train_epoch_fn (the code the studies run),
@@ -66,7 +66,7 @@ def summarize(trace_dir: str, top: int) -> str:
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--model", default="cnn", choices=["cnn", "conv_lstm"])
-  p.add_argument("--impl", default="hybrid", help="CNN conv implementation")
+  p.add_argument("--impl", default="cpu", help="CNN conv implementation")
   p.add_argument("--members", type=int, default=1)
   p.add_argument("--strategy", default="vmap")
   p.add_argument("--batch", type=int, default=128)

@@ -115,6 +115,13 @@ def _cnn(args, impl: str):
   return ResidualCNN(NUM_CLASSES_CNN, tuple(args.cnn_widths), args.cnn_dense, 0.5, impl)
 
 
+def _compiler_options(impl: str) -> tuple:
+  """What a study compiles the CNN with (models.compiler_options): the CPU path's options; the
+  reference implementations run as plain programs (default options)."""
+  from lwi_jax.models.resnet_cnn import CPU_COMPILER_OPTIONS  # noqa: PLC0415
+  return tuple(sorted(CPU_COMPILER_OPTIONS.items())) if impl == "cpu" else ()
+
+
 def jax_case(model_name: str, model, impl: str, strategy: str, k: int, x, y, classes, steps,
              flops, args) -> Case:
   """The production path: train.ensemble_train_epoch_fn (a lax.scan over `steps` batches)."""
@@ -126,7 +133,8 @@ def jax_case(model_name: str, model, impl: str, strategy: str, k: int, x, y, cla
   keys = train.ensemble_epoch_keys(list(range(k)), 0)
   xs, ys = jax.device_put(x), jax.device_put(y)
   name, _, chunk = strategy.partition(":")  # e.g. "unrolled:2" = 2 members in flight
-  fn = train.ensemble_train_epoch_fn(args.batch, "none", name, int(chunk or 0))
+  fn = train.ensemble_train_epoch_fn(args.batch, "none", name, int(chunk or 0), None,
+                                     _compiler_options(impl))
   t0 = time.perf_counter()
   compiled = fn.lower(states, hparams, keys, jnp.int32(0), xs, ys).compile()
   compile_s = time.perf_counter() - t0
@@ -178,7 +186,7 @@ def peak_cases(args) -> list[Case]:
 
 
 def numerics_check(args) -> dict:
-  """hybrid vs lax.conv + autodiff: one weighted-loss gradient of the benchmarked CNN."""
+  """The CPU path (with its compiler options) vs lax.conv + autodiff: one weighted-loss gradient of the benchmarked CNN."""
   from lwi_jax import losses  # noqa: PLC0415
   rng = np.random.default_rng(3)
   x = jnp.asarray(rng.integers(0, 256, (min(args.batch, 32), args.image, args.image, 3),
@@ -197,12 +205,13 @@ def numerics_check(args) -> dict:
                               mutable=["batch_stats"])
       return losses.weighted_cross_entropy(logits, y, w)
 
-    return jax.jit(jax.value_and_grad(loss))(variables["params"])
+    opts = dict(_compiler_options(impl)) or None
+    return jax.jit(jax.value_and_grad(loss), compiler_options=opts)(variables["params"])
 
   ref = grads("xla")
   scale = max(float(jnp.max(jnp.abs(b))) for b in jax.tree.leaves(ref))
   out = {}
-  for impl in ("hybrid",):
+  for impl in ("cpu",):
     got = grads(impl)
     # relative to the largest gradient: the conv biases' gradients are exactly 0 in theory
     # (BatchNorm follows) and round-off (~1e-9) in lax.conv + autodiff
@@ -348,7 +357,7 @@ def report(cases: list[Case], extra: dict, args) -> tuple[str, dict]:
     add("|---|---|---:|---:|---:|---:|---:|---:|")
     for (model, threads), tc in torch_cases.items():
       best = lambda k: min((c for c in jax_cases if c.model == model and c.members == k  # noqa
-                            and c.impl in ("hybrid", "-")), key=lambda c: c.per_member_step(),
+                            and c.impl in ("cpu", "-")), key=lambda c: c.per_member_step(),
                            default=None)
       j1, j8 = best(1), best(max(args.ks))
       t = tc.per_member_step()
@@ -384,7 +393,7 @@ def report(cases: list[Case], extra: dict, args) -> tuple[str, dict]:
   best_per_k = {}
   for c in jax_cases:  # the fastest strategy for each (model, K)
     key = (c.model, c.members)
-    if c.impl in ("hybrid", "-") and (key not in best_per_k or c.per_member_step()
+    if c.impl in ("cpu", "-") and (key not in best_per_k or c.per_member_step()
                                       < best_per_k[key].per_member_step()):
       best_per_k[key] = c
   for c in [*peak.values(), *torch_cases.values(), *best_per_k.values()]:
@@ -425,7 +434,7 @@ def report(cases: list[Case], extra: dict, args) -> tuple[str, dict]:
   kmax = max(args.ks)
   for model, limit in (("conv_lstm", 0.5), ("cnn", 1.0)):
     cands = [r for r in rows if r["model"] == model and r["K"] == kmax
-             and r["impl"] in ("hybrid", "-")]
+             and r["impl"] in ("cpu", "-")]
     if cands:
       v = min(r["ratio_to_K1_min"] for r in cands)
       s = min(cands, key=lambda r: r["ratio_to_K1_min"])["strategy"]
@@ -460,7 +469,7 @@ def parse_args(argv=None):
                  help="ensemble strategies; 'name:chunk' sets train.ensemble_chunk")
   p.add_argument("--cnn_ref_impls", default="matmul,xla",
                  help="CNN conv impls also measured at K=1 as plain one-member programs (the "
-                      "hybrid one runs at every K and strategy)")
+                      "cpu one runs at every K and strategy)")
   p.add_argument("--batch", type=int, default=128)
   p.add_argument("--image", type=int, default=32)
   p.add_argument("--cnn_widths", default="32,64,128")
@@ -519,7 +528,7 @@ def main(argv=None) -> dict:
     steps = args.cnn_steps if model_name == "cnn" else args.lstm_steps
     model, x, y, classes, flops, extra = _model_and_data(model_name, args, steps)
     if model_name == "cnn":
-      variants = [("hybrid", k, s) for k in args.ks for s in args.strategies]
+      variants = [("cpu", k, s) for k in args.ks for s in args.strategies]
       # Reference implementations as plain one-member programs ("sequential" = lax.map, no
       # vmap: vmap turns "xla" convolutions into grouped ones, ~100x slower on CPU).
       variants += [(impl, min(args.ks), "sequential") for impl in args.cnn_ref_impls]

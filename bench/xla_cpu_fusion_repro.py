@@ -7,7 +7,7 @@ A residual block (conv -> BN -> ReLU, x0 + relu(BN(im2col_conv(x0))), reshape+ma
 under `jax.jit` gives the FIRST layer's kernel gradient wrong by ~20% (float64 too, so not
 round-off) on 10x10 and 12x12 images; eager execution and `--xla_cpu_use_fusion_emitters=false`
 give the right one; 16x16 and 32x32 (the CIFAR size) come out right. The same happens to the
-hybrid convolution under vmap on those sizes. lwi-jax's unit tests therefore use 16x16 images, and
+(then) hybrid convolution under vmap on those sizes. lwi-jax's unit tests therefore use 16x16 images, and
 BUILD_NOTES.md records the float64 check of the production shapes (bench/check_gradients_f64.py).
 Exit status 1 if any size is wrong, so this can tell when an XLA upgrade fixes it.
 """

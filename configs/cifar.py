@@ -31,7 +31,7 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   config.model.widths = (32, 64, 128)
   config.model.dense_width = 256
   config.model.dropout_rate = 0.5
-  # 'auto' (hybrid on CPU, XLA conv elsewhere), 'xla', 'hybrid', 'matmul' (see resnet_cnn.py)
+  # 'auto' (cpu on CPU, XLA conv elsewhere), 'xla', 'cpu', 'matmul' (see resnet_cnn.py)
   config.model.conv_impl = "auto"
 
   config.optimizer = ml_collections.ConfigDict()

@@ -95,6 +95,7 @@ class Trainer:
     self.log = log
     self.num_classes = data.num_classes
     self.model = models.create_model(config.model, data.num_classes, data.info)
+    self.compiler_options = models.compiler_options(config.model)
     steps_per_epoch = len(data.train) // config.train.batch_size
     if steps_per_epoch == 0:
       raise ValueError(f"train.batch_size={config.train.batch_size} is larger than the "
@@ -113,7 +114,8 @@ class Trainer:
   def confusions(self, states, split: str) -> jax.Array:
     cfg = self.config.train
     fn = train.ensemble_confusion_fn(self.num_classes, cfg.ensemble_strategy,
-                                     cfg.get("ensemble_chunk", 0), self.mesh)
+                                     cfg.get("ensemble_chunk", 0), self.mesh,
+                                     self.compiler_options)
     return fn(states, *self.eval_sets[split])
 
   def evaluate(self, states, split: str) -> list[dict]:
@@ -143,7 +145,8 @@ class Trainer:
     history = {k: np.array(v) for k, v in carry["history"].items()}
     writers = reporting.TensorBoard(tensorboard_dir, labels) if tensorboard_dir else None
     epoch_fn = train.ensemble_train_epoch_fn(cfg.batch_size, cfg.augment, cfg.ensemble_strategy,
-                                             cfg.get("ensemble_chunk", 0), self.mesh)
+                                             cfg.get("ensemble_chunk", 0), self.mesh,
+                                             self.compiler_options)
     t_start = time.perf_counter()
     for epoch in range(start, epochs):
       t0 = time.perf_counter()

@@ -243,30 +243,32 @@ def batch_for_eval(inputs: np.ndarray, labels: np.ndarray, batch_size: int):
 
 @functools.lru_cache(maxsize=None)
 def ensemble_train_epoch_fn(batch_size: int, augment: str, strategy: str, chunk: int = 0,
-                            mesh=None):
+                            mesh=None, compiler_options: tuple = ()):
   """Jitted (states[E], hparams[E], keys[E], epoch, inputs, labels) -> (states, hparams, metrics).
 
   `chunk`: members vmapped at once (0 = all, see ensemble.map_members); `mesh`: split the
-  members over devices (lwi_jax.sharding; hparams and metrics come back replicated).
+  members over devices (lwi_jax.sharding; hparams and metrics come back replicated);
+  `compiler_options`: (key, value) pairs the model needs (models.compiler_options).
   """
   member = functools.partial(train_epoch, batch_size=batch_size, augment=augment)
   fn = ensemble.map_members(member, strategy, num_member_args=3, chunk=chunk)
   if mesh is not None:
     fn = sharding.shard_ensemble_fn(fn, 3, mesh, replicated_outputs=(1, 2))
-  return jax.jit(fn, donate_argnums=(0, 1))
+  return jax.jit(fn, donate_argnums=(0, 1), compiler_options=dict(compiler_options) or None)
 
 
 ensemble_dynamic_weights_update = jax.jit(jax.vmap(dynamic_weights_update))
 
 
 @functools.lru_cache(maxsize=None)
-def ensemble_confusion_fn(num_classes: int, strategy: str, chunk: int = 0, mesh=None):
+def ensemble_confusion_fn(num_classes: int, strategy: str, chunk: int = 0, mesh=None,
+                          compiler_options: tuple = ()):
   """Jitted (states[E], inputs, labels, mask) -> confusion matrices [E, C, C] (replicated)."""
   member = functools.partial(predict_confusion, num_classes=num_classes)
   fn = ensemble.map_members(member, strategy, num_member_args=1, chunk=chunk)
   if mesh is not None:
     fn = sharding.shard_ensemble_fn(fn, 1, mesh, replicated_outputs=(0,))
-  return jax.jit(fn)
+  return jax.jit(fn, compiler_options=dict(compiler_options) or None)
 
 
 def ensemble_epoch_keys(seeds, epoch: int) -> jax.Array:

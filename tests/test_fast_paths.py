@@ -1,9 +1,10 @@
 """The fast CPU paths compute exactly what the plain versions compute.
 
-conv3x3_hybrid (custom_vjp: direct convolutions or chunked im2col matmuls forward and for dx,
-chunked matmuls for dk; custom vmap: one ungrouped convolution per member), the fused max-pool gradient, the chunked ensemble
-strategy, and a whole training step of the CNN built on them, against lax.conv + autodiff, the
-plain reshape+max pool, plain vmap and one member at a time. Jitted and not jitted. Tiny shapes.
+conv3x3_cpu (custom_vjp: three canonical convolutions; custom vmap: one ungrouped convolution
+per member), the fused max-pool gradient, the chunked ensemble strategy, and a whole training
+step of the CNN built on them, against lax.conv + autodiff, the plain reshape+max pool, plain
+vmap and one member at a time. Eager, jitted, and jitted with the CPU compiler options the
+studies use. Tiny shapes.
 """
 
 import functools
@@ -16,6 +17,7 @@ import optax
 import pytest
 
 from lwi_jax import ensemble, losses, train
+from lwi_jax import models as models_lib
 from lwi_jax.models import resnet_cnn
 from lwi_jax.models.resnet_cnn import ResidualCNN
 
@@ -32,30 +34,24 @@ def _conv_vjp(conv, x, k, dy):
 
 
 def _both(fn):
-  """fn and jit(fn): every fast path is checked traced eagerly and compiled."""
-  return [fn, jax.jit(fn)]
+  """fn, jit(fn) and fn compiled with the CPU compiler options (what the studies run):
+  every fast path is checked traced eagerly and compiled both ways."""
+  return [fn, jax.jit(fn), jax.jit(fn, compiler_options=resnet_cnn.CPU_COMPILER_OPTIONS)]
 
 
 # ------------------------------------------------------------------------------- convolution
 
 
-@pytest.fixture(params=[1, 4], ids=["1-core: direct conv", "multi-core: chunked matmuls"])
-def cpu_threads(request, monkeypatch):
-  """Both forms of the hybrid forward / input-gradient convolution (chosen by core count)."""
-  monkeypatch.setattr(resnet_cnn, "_cpu_threads", lambda: request.param)
-  return request.param
-
-
 @pytest.mark.parametrize("shape", [(2, 7, 5, 3, 4), (1, 4, 4, 16, 8), (3, 1, 6, 20, 5)])
-def test_hybrid_conv_value_and_gradients_equal_lax_conv(shape, cpu_threads):
+def test_cpu_conv_value_and_gradients_equal_lax_conv(shape):
   n, h, w, c, o = shape
   x, k, dy = _rand(0, n, h, w, c), _rand(1, 3, 3, c, o), _rand(2, n, h, w, o)
   ref = _conv_vjp(resnet_cnn.conv3x3_xla, x, k, dy)
-  for fn in _both(functools.partial(_conv_vjp, resnet_cnn.conv3x3_hybrid)):
+  for fn in _both(functools.partial(_conv_vjp, resnet_cnn.conv3x3_cpu)):
     chex.assert_trees_all_close(fn(x, k, dy), ref, **TOL)
 
 
-def test_weight_grad_matmul_equals_autodiff_and_loops():
+def test_weight_grad_conv_equals_autodiff_and_loops():
   x, dy = _rand(3, 2, 5, 6, 3), _rand(4, 2, 5, 6, 4)
   k0 = jnp.zeros((3, 3, 3, 4))
   auto = jax.vjp(lambda k: resnet_cnn.conv3x3_xla(x, k), k0)[1](dy)[0]
@@ -70,7 +66,7 @@ def test_weight_grad_matmul_equals_autodiff_and_loops():
 
 
 @pytest.mark.parametrize("in_axes", [(0, 0), (None, 0), (0, None)])
-def test_hybrid_conv_under_vmap_equals_per_member(in_axes, cpu_threads):
+def test_cpu_conv_under_vmap_equals_per_member(in_axes):
   """The member axis: both batched, shared input (eval data), shared kernel."""
   e = 3
   xs, ks, dys = _rand(5, e, 2, 5, 4, 16), _rand(6, e, 3, 3, 16, 4), _rand(7, e, 2, 5, 4, 4)
@@ -79,7 +75,7 @@ def test_hybrid_conv_under_vmap_equals_per_member(in_axes, cpu_threads):
   pick = lambda a, ax, i: a[i] if ax == 0 else a  # noqa: E731
 
   def batched(x, k, dys):
-    f = lambda x, k, dy: _conv_vjp(resnet_cnn.conv3x3_hybrid, x, k, dy)  # noqa: E731
+    f = lambda x, k, dy: _conv_vjp(resnet_cnn.conv3x3_cpu, x, k, dy)  # noqa: E731
     return jax.vmap(f, in_axes=in_axes + (0,))(x, k, dys)
 
   per_member = [_conv_vjp(resnet_cnn.conv3x3_xla, pick(x, in_axes[0], i), pick(k, in_axes[1], i),
@@ -89,9 +85,9 @@ def test_hybrid_conv_under_vmap_equals_per_member(in_axes, cpu_threads):
     chex.assert_trees_all_close(fn(x, k, dys), ref, **TOL)
 
 
-def test_hybrid_conv_vmap_keeps_convolutions_ungrouped():
+def test_cpu_conv_vmap_keeps_convolutions_ungrouped():
   xs, ks = _rand(8, 4, 2, 5, 5, 3), _rand(9, 4, 3, 3, 3, 4)
-  grad = jax.grad(lambda x, k: jnp.sum(jax.vmap(resnet_cnn.conv3x3_hybrid)(x, k) ** 2), (0, 1))
+  grad = jax.grad(lambda x, k: jnp.sum(jax.vmap(resnet_cnn.conv3x3_cpu)(x, k) ** 2), (0, 1))
   hlo = jax.jit(grad).lower(xs, ks).as_text()
   assert "feature_group_count = 4" not in hlo and "batch_group_count = 4" not in hlo
   plain = jax.jit(jax.grad(lambda x, k: jnp.sum(jax.vmap(resnet_cnn.conv3x3_xla)(x, k) ** 2),
@@ -101,7 +97,7 @@ def test_hybrid_conv_vmap_keeps_convolutions_ungrouped():
 
 def test_nested_vmap_and_second_order_shapes():
   x, k = _rand(10, 2, 3, 2, 4, 4, 3), _rand(11, 2, 3, 3, 3, 3, 4)
-  nested = jax.vmap(jax.vmap(resnet_cnn.conv3x3_hybrid))(x, k)
+  nested = jax.vmap(jax.vmap(resnet_cnn.conv3x3_cpu))(x, k)
   ref = jax.vmap(jax.vmap(resnet_cnn.conv3x3_xla))(x, k)
   np.testing.assert_allclose(nested, ref, **TOL)
 
@@ -119,7 +115,7 @@ def test_fused_pool_equals_autodiff_including_ties(shape):
   xla = jax.vjp(lambda x: resnet_cnn.max_pool_2x2(x, "xla"), x)
   np.testing.assert_allclose(xla[0], ref[0])
   for fn in _both(lambda x, g: (lambda p: (p[0], p[1](g)[0]))(
-      jax.vjp(lambda x: resnet_cnn.max_pool_2x2(x, "hybrid"), x))):
+      jax.vjp(lambda x: resnet_cnn.max_pool_2x2(x, "cpu"), x))):
     chex.assert_trees_all_close(fn(x, g), ref, rtol=0, atol=0)
 
 
@@ -179,8 +175,7 @@ NUM_CLASSES = 5
 
 @functools.lru_cache(maxsize=None)
 def _setup():
-  # 16x16 images and 16 channels: small, yet on the matmul form of the hybrid convolution.
-  # Not 10x10 or 12x12: there XLA:CPU's fusion emitters miscompile the residual block's
+  # 16x16 images and 16 channels. Not 10x10 or 12x12: there XLA:CPU's fusion emitters miscompile the residual block's
   # gradient (bench/xla_cpu_fusion_repro.py; plain im2col + reshape-max, float64 too).
   rng = np.random.default_rng(0)
   inputs = jnp.asarray(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8))
@@ -207,7 +202,7 @@ def _grads_and_step(conv_impl, state, inputs, labels, weights, rng):
   return loss, logits, upd, grads, eval_logits
 
 
-@pytest.mark.parametrize("conv_impl", ["hybrid", "matmul"])
+@pytest.mark.parametrize("conv_impl", ["cpu", "matmul"])
 def test_train_step_gradients_equal_plain_xla(conv_impl):
   inputs, labels, state, weights = _setup()
   rng = jax.random.key(1)
@@ -219,9 +214,9 @@ def test_train_step_gradients_equal_plain_xla(conv_impl):
                                 atol=1e-5)
 
 
-def test_vmapped_hybrid_train_step_equals_member_by_member():
+def test_vmapped_cpu_train_step_equals_member_by_member():
   inputs, labels, state, _ = _setup()
-  model = ResidualCNN(NUM_CLASSES, widths=(16, 16, 16), dense_width=8, conv_impl="hybrid")
+  model = ResidualCNN(NUM_CLASSES, widths=(16, 16, 16), dense_width=8, conv_impl="cpu")
   state = state.replace(apply_fn=model.apply)
   e = 2
   states = ensemble.stack([state.replace(params=jax.tree.map(lambda p, i=i: p * (1 + 0.1 * i),
@@ -230,10 +225,51 @@ def test_vmapped_hybrid_train_step_equals_member_by_member():
   rngs = jax.random.split(jax.random.key(2), e)
   batch = {"inputs": inputs, "labels": labels}
   step = lambda s, w, r: train.train_step(s, batch, w, r)  # noqa: E731
-  together = jax.jit(jax.vmap(step))(states, weights, rngs)
-  alone = ensemble.stack([jax.jit(step)(ensemble.unstack(states, i), weights[i], rngs[i])
-                          for i in range(e)])
+  opts = resnet_cnn.CPU_COMPILER_OPTIONS
+  together = jax.jit(jax.vmap(step), compiler_options=opts)(states, weights, rngs)
+  alone = ensemble.stack([jax.jit(step, compiler_options=opts)(
+      ensemble.unstack(states, i), weights[i], rngs[i]) for i in range(e)])
   chex.assert_trees_all_close(together, alone, rtol=1e-4, atol=1e-5)
+
+
+def _compiled_convolutions(conv_impl: str, members: int) -> list[str]:
+  """The convolutions of a compiled 2-step training epoch (a lax.scan, like the studies run)."""
+  inputs, labels, state, _ = _setup()
+  model = ResidualCNN(NUM_CLASSES, widths=(16, 16, 16), dense_width=8, conv_impl=conv_impl)
+  states = ensemble.stack([state.replace(apply_fn=model.apply)] * members)
+  hparams = ensemble.stack([train.MemberHParams.create(jnp.ones(NUM_CLASSES))] * members)
+  keys = train.ensemble_epoch_keys(list(range(members)), 0)
+  fn = train.ensemble_train_epoch_fn.__wrapped__(4, "none", "vmap", 0, None,
+                                                 tuple(resnet_cnn.CPU_COMPILER_OPTIONS.items()))
+  hlo = fn.lower(states, hparams, keys, jnp.int32(0), inputs, labels).compile().as_text()
+  return [line for line in hlo.splitlines() if " convolution(" in line]
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's convolution forms")
+def test_cpu_path_convolutions_are_canonical_inside_the_epoch_loop():
+  """XLA:CPU sends only NHWC x HWIO -> NHWC convolutions (dim_labels b01f_01io->b01f) to its
+  multi-threaded kernels and, inside a while loop, does not rewrite autodiff's transposed
+  gradient convolutions into that form (they run as naive loops, ~100x slower). The CPU path
+  writes all three convolutions canonically, per member, ungrouped."""
+  for members in (1, 2):
+    convs = _compiled_convolutions("cpu", members)
+    assert len(convs) == 5 * 3 * members - members  # fwd, dx, dk per layer; no dx for images
+    assert all("dim_labels=b01f_01io->b01f" in c for c in convs), convs
+    assert not any("feature_group_count" in c or "batch_group_count" in c for c in convs)
+  plain = _compiled_convolutions("xla", 1)  # what the CPU path avoids
+  assert any("dim_labels=b01f_01io->b01f" not in c for c in plain)
+
+
+def test_compiler_options_follow_the_conv_impl():
+  import ml_collections  # noqa: PLC0415
+  cfg = ml_collections.ConfigDict({"name": "resnet_cnn", "conv_impl": "auto"})
+  on_cpu = jax.default_backend() == "cpu"
+  assert models_lib.resolve_conv_impl("auto") == ("cpu" if on_cpu else "xla")
+  expected = tuple(sorted(resnet_cnn.CPU_COMPILER_OPTIONS.items())) if on_cpu else ()
+  assert models_lib.compiler_options(cfg) == expected
+  cfg.conv_impl = "xla"
+  assert models_lib.compiler_options(cfg) == ()
+  assert models_lib.compiler_options(ml_collections.ConfigDict({"name": "conv_lstm"})) == ()
 
 
 # ------------------------------------------------------------------------- ensemble strategies
@@ -288,9 +324,10 @@ def test_fast_paths_equal_plain_in_float64(members):
 
       stacked = jax.tree.map(lambda p: jnp.stack([p * (1 + 0.1 * i) for i in range(members)]),
                              v["params"])
-      return jax.jit(jax.vmap(jax.grad(loss)))(stacked)
+      opts = resnet_cnn.CPU_COMPILER_OPTIONS if impl == "cpu" else None
+      return jax.jit(jax.vmap(jax.grad(loss)), compiler_options=opts)(stacked)
 
     ref = grads("xla")
     chex.assert_type(jax.tree.leaves(ref), jnp.float64)
-    for impl in ("hybrid", "matmul"):
+    for impl in ("cpu", "matmul"):
       chex.assert_trees_all_close(grads(impl), ref, rtol=1e-10, atol=1e-12)

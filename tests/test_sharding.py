@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent("""
 
     def config(shard, devices=0):
       c = cifar.get_config("cpu")
-      c.model.widths, c.model.dense_width, c.model.conv_impl = (4, 4, 8), 8, "hybrid"
+      c.model.widths, c.model.dense_width, c.model.conv_impl = (4, 4, 8), 8, "cpu"
       c.train.epochs, c.train.batch_size, c.train.eval_batch_size = 2, 8, 16
       c.train.augment, c.train.eval_every_epoch = "none", False
       c.train.shard_ensemble, c.train.num_devices = shard, devices

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Callable
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
 from lwi_jax.models.conv_lstm import ConvLSTM
-from lwi_jax.models.resnet_cnn import CONV_IMPLS, ResidualCNN
+from lwi_jax.models.resnet_cnn import CONV_IMPLS, CPU_COMPILER_OPTIONS, ResidualCNN
 
 
 def _resnet_cnn(cfg, num_classes: int, data_info: dict) -> nn.Module:
@@ -18,13 +22,35 @@ def _resnet_cnn(cfg, num_classes: int, data_info: dict) -> nn.Module:
 
 
 def resolve_conv_impl(name: str) -> str:
-  """'auto' picks the matmul form on CPU (fast there, see resnet_cnn) and XLA convs elsewhere."""
-  import jax
+  """'auto' picks the CPU path on CPU (see resnet_cnn) and XLA's convolutions elsewhere."""
   if name == "auto":
-    return "matmul" if jax.default_backend() == "cpu" else "xla"
+    return "cpu" if jax.default_backend() == "cpu" else "xla"
   if name not in CONV_IMPLS:
     raise ValueError(f"model.conv_impl={name!r} is not one of {['auto', *CONV_IMPLS]}")
   return name
+
+
+def compiler_options(cfg) -> tuple:
+  """XLA options for the programs that train / evaluate this model, as hashable (key, value)
+  pairs for `jax.jit(..., compiler_options=dict(...))`: the CPU convolution path needs
+  CPU_COMPILER_OPTIONS on the CPU backend (resnet_cnn explains why); everything else none."""
+  if cfg.name != "resnet_cnn" or resolve_conv_impl(cfg.get("conv_impl", "auto")) != "cpu":
+    return ()
+  if jax.default_backend() != "cpu" or not _cpu_options_supported():
+    return ()
+  return tuple(sorted(CPU_COMPILER_OPTIONS.items()))
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_options_supported() -> bool:
+  """The options are experimental XLA flags: a jaxlib without them gets a warning, not a crash."""
+  try:
+    jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS)(jnp.zeros(()))
+    return True
+  except Exception as e:  # noqa: BLE001 -- XlaRuntimeError / ValueError, by jaxlib version
+    warnings.warn(f"this jaxlib does not accept {sorted(CPU_COMPILER_OPTIONS)} ({e}); the CPU "
+                  "convolutions run without them (correct, but several times slower)")
+    return False
 
 
 def _conv_lstm(cfg, num_classes: int, data_info: dict) -> nn.Module:

@@ -7,24 +7,23 @@ Three convolution implementations with the same parameters (numerically intercha
 check it):
   "xla"     lax.conv + autodiff. Right on GPU/TPU (cuDNN / XLA convolutions, grouped
             convolutions under vmap are fine there).
-  "hybrid"  the CPU path: forward and input gradient as direct convolutions (one core) or
-            im2col matmuls over cache-sized image chunks (several cores), the weight
-            gradient as matmuls over cache-sized image chunks, one ungrouped convolution per
-            member under vmap, plus a fused BatchNorm+ReLU and a one-pass max-pool gradient.
-  "matmul"  the earlier CPU path (im2col by nine shifted slices + one matmul), kept as a
-            reference; slower than "hybrid" everywhere we measured.
+  "cpu"     the CPU path: a custom_vjp whose forward, input-gradient and weight-gradient
+            convolutions are all in the form XLA:CPU gives its multi-threaded kernels, one
+            ungrouped convolution per member under vmap, a fused BatchNorm+ReLU and a
+            one-pass max-pool gradient; compiled with CPU_COMPILER_OPTIONS (why: below).
+  "matmul"  an earlier CPU path (im2col by nine shifted slices + one matmul), kept as a
+            reference; slower than "cpu" everywhere we measured.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-CONV_IMPLS = ("xla", "matmul", "hybrid")
+CONV_IMPLS = ("xla", "matmul", "cpu")
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 _SAME = ((1, 1), (1, 1))
@@ -51,115 +50,68 @@ def conv3x3_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
                                       dimension_numbers=_DIMS)
 
 
-# ----------------------------------------------------------------------------- hybrid (CPU)
+# ----------------------------------------------------------------------------- cpu
 #
-# Where the time of a CPU training step went (see bench/README.md): XLA:CPU hands forward
-# convolutions (and the input-gradient convolution, which is a forward convolution of dy with the
-# flipped, transposed kernel) to YNNPACK's direct convolution, within ~1.3x of PyTorch's oneDNN
-# per core; but autodiff writes the WEIGHT gradient as a convolution whose "kernel" is the whole
-# HxW image, which runs ~10x slower than the forward; `jax.vmap` over members turns every
-# convolution into a grouped one, slower still; and the im2col form (conv3x3_matmul) spends most
-# of its step materialising 9x copies of every activation (and their gradients). So the hybrid
-# convolution is:
-#   forward  y  = conv(x, k)                             ] direct convolution on one core, or
-#   backward dx = conv(dy, flip(k)^T)                    ] patches . k over cache-sized image
-#                                                        ] chunks on every core (_direct_conv)
-#            dk = patches^T . dy (conv3x3_weight_grad)   matmuls over cache-sized image chunks
-# and under vmap (the ensemble axis) every member keeps its own ungrouped convolution.
+# Why the plain CPU step was slow (measured, bench/README.md; jax/jaxlib 0.10):
+#  1. XLA:CPU hands convolutions to YNNPACK by default, which runs them on ONE core and the
+#     weight-gradient convolution (autodiff writes it with the whole HxW image as the "kernel")
+#     ~6x slower than Eigen's multi-threaded convolution does.
+#  2. Inside a while loop (our epoch is a lax.scan over steps) XLA:CPU does not rewrite
+#     autodiff's transposed convolutions into the canonical NHWC x HWIO -> NHWC form, so they
+#     miss every library kernel and run as naive emitted loops (one 32-channel layer's
+#     backward: 15 s instead of 0.1 s), whichever library is enabled.
+#  3. `jax.vmap` over members turns every convolution into a grouped one, ~10x slower again.
+# So the CPU convolution is a custom_vjp whose three convolutions are all written in the
+# canonical form (the weight gradient with explicit transposes: batch <-> channels), members
+# stay ungrouped under vmap (custom_vmap), and the programs that run it are compiled with
+# CPU_COMPILER_OPTIONS: YNNPACK keeps the matmuls and reductions, convolutions go to the
+# multi-threaded Eigen kernels. Each piece alone is not enough (measured).
 
-
-# Bytes of input images per step of the weight-gradient loop: the chunk's patches (9x) and
-# gradient rows then stay in the CPU caches instead of streaming ~10x the activations through
-# memory (measured: 1.6-2x faster than one matmul over the whole batch).
-_CHUNK_BYTES = 512 * 1024
-
-
-def _image_chunk(x: jax.Array) -> int:
-  """Largest divisor of the batch whose images fit in _CHUNK_BYTES (at least 1)."""
-  n = x.shape[0]
-  per_image = max(1, x[0].size * x.dtype.itemsize)
-  target = max(1, _CHUNK_BYTES // per_image)
-  return max(d for d in range(1, min(n, target) + 1) if n % d == 0)
-
-
-def _in_chunks(a: jax.Array, chunk: int) -> jax.Array:
-  """[N, ...] -> [N / chunk, chunk, ...] (chunk divides N, see _image_chunk)."""
-  return a.reshape((a.shape[0] // chunk, chunk) + a.shape[1:])
-
-
-def _conv_matmul_chunked(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """conv3x3_matmul over cache-sized image chunks: [chunk*H*W, 9C] x [9C, O] each."""
-  y = jax.lax.map(lambda xc: conv3x3_matmul(xc, kernel), _in_chunks(x, _image_chunk(x)))
-  return y.reshape(x.shape[:-1] + kernel.shape[-1:])
-
-
-def _cpu_threads() -> int:
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # not Linux
-    return os.cpu_count() or 1
-
-
-def _use_matmul_form(x: jax.Array) -> bool:
-  """XLA:CPU runs its (YNNPACK) convolution on ONE core, its matmuls on all of them. Measured
-  (full step, batch 128): with 2 cores the chunked matmul form is ~12% faster, with 1 core the
-  convolution is ~11% faster; the 3-channel first layer is faster as a convolution either way."""
-  return _cpu_threads() > 1 and x.shape[-1] >= 16
+# YNNPACK for matrix products and reductions (its defaults minus convolutions): see above.
+# Per compiled program (jax.jit compiler_options), not a process-wide XLA_FLAGS setting.
+_YNN = "LIBRARY_FUSION_TYPE_"
+CPU_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": f"{_YNN}INDIVIDUAL_DOT,{_YNN}REDUCE",
+}
 
 
 @jax.custom_batching.custom_vmap
-def _direct_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  if _use_matmul_form(x):
-    return _conv_matmul_chunked(x, kernel)
+def _ungrouped_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return conv3x3_xla(x, kernel)
 
 
-@_direct_conv.def_vmap
-def _direct_conv_vmap(axis_size, in_batched, x, kernel):
+@_ungrouped_conv.def_vmap
+def _ungrouped_conv_vmap(axis_size, in_batched, x, kernel):
   """Members' convolutions stay ungrouped: XLA:CPU runs a grouped convolution ~10x slower."""
   x_batched, k_batched = in_batched
   if not k_batched:  # one kernel: the member axis joins the image batch
-    y = _direct_conv(x.reshape((-1,) + x.shape[2:]), kernel)
+    y = _ungrouped_conv(x.reshape((-1,) + x.shape[2:]), kernel)
     return y.reshape((axis_size, -1) + y.shape[1:]), True
   if not x_batched:  # one input (e.g. shared eval batches): members' kernels side by side
     out = kernel.shape[-1]
     wide = jnp.moveaxis(kernel, 0, -2).reshape(kernel.shape[1:-1] + (axis_size * out,))
-    y = _direct_conv(x, wide)
+    y = _ungrouped_conv(x, wide)
     return jnp.moveaxis(y.reshape(y.shape[:-1] + (axis_size, out)), -2, 0), True
-  return jnp.stack([_direct_conv(x[i], kernel[i]) for i in range(axis_size)]), True
-
-
-def _weight_grad_chunk(x: jax.Array, dy: jax.Array) -> jax.Array:
-  """[9C, O] (rows ordered (a, b, c)) for a few images: channel-major patches, one matmul."""
-  n, h, w, c = x.shape
-  xt = jnp.pad(jnp.transpose(x, (3, 0, 1, 2)), ((0, 0), (0, 0), (1, 1), (1, 1)))  # [C,n,H+2,W+2]
-  # Stacked on the major axis, each shifted plane is copied in contiguous rows of W values.
-  patches = jnp.concatenate([xt[:, :, a:a + h, b:b + w].reshape(c, -1)
-                             for a in range(3) for b in range(3)], axis=0)  # [9C, n*H*W]
-  return jnp.dot(patches, dy.reshape(-1, dy.shape[-1]), preferred_element_type=_acc_dtype(x))
+  return jnp.stack([_ungrouped_conv(x[i], kernel[i]) for i in range(axis_size)]), True
 
 
 @jax.custom_batching.custom_vmap
 def conv3x3_weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
   """dk[a, b, c, o] = sum_{n,i,j} xpad[n, i+a, j+b, c] dy[n, i, j, o]  (HWIO, like the kernel).
 
-  A loop (lax.scan) over chunks of images, each chunk one [9C, chunk*H*W] x [chunk*H*W, O]
-  matmul, so the 9x patches never exist for the whole batch at once.
+  One canonical convolution: the input is x with batch and channels swapped ([C, H, W, N]),
+  the "kernel" is dy as [H, W, N, O]; the [C, 3, 3, O] result is transposed back.
   """
-  c, o = x.shape[-1], dy.shape[-1]
-  chunk = _image_chunk(x)
-  xs, ds = _in_chunks(x, chunk), _in_chunks(dy, chunk)
-
-  def body(acc, xd):
-    return acc + _weight_grad_chunk(*xd), None
-
-  acc = jax.lax.scan(body, jnp.zeros((9 * c, o), _acc_dtype(x)), (xs, ds))[0]
-  return acc.reshape(3, 3, c, o).astype(x.dtype)
+  out = jax.lax.conv_general_dilated(jnp.transpose(x, (3, 1, 2, 0)),
+                                     jnp.transpose(dy, (1, 2, 0, 3)), window_strides=(1, 1),
+                                     padding=_SAME, dimension_numbers=_DIMS,
+                                     preferred_element_type=_acc_dtype(x))
+  return jnp.transpose(out, (1, 2, 0, 3)).astype(x.dtype)
 
 
 @conv3x3_weight_grad.def_vmap
 def _weight_grad_vmap(axis_size, in_batched, x, dy):
-  """One loop per member (cache-sized chunks of ONE member's images), not a batched loop."""
+  """One weight-gradient convolution per member, not a grouped one."""
   x_batched, dy_batched = in_batched
   pick = lambda a, batched, i: a[i] if batched else a  # noqa: E731
   return jnp.stack([conv3x3_weight_grad(pick(x, x_batched, i), pick(dy, dy_batched, i))
@@ -167,24 +119,26 @@ def _weight_grad_vmap(axis_size, in_batched, x, dy):
 
 
 @jax.custom_vjp
-def conv3x3_hybrid(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """SAME 3x3 convolution, stride 1, NHWC x HWIO; equal to conv3x3_xla, faster on CPU."""
-  return _direct_conv(x, kernel)
+def conv3x3_cpu(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """SAME 3x3 convolution, stride 1, NHWC x HWIO; equal to conv3x3_xla, fast on CPU when
+  compiled with CPU_COMPILER_OPTIONS (correct, but slower, without them)."""
+  return _ungrouped_conv(x, kernel)
 
 
-def _hybrid_fwd(x, kernel):
-  return _direct_conv(x, kernel), (x, kernel)
+def _cpu_fwd(x, kernel):
+  return _ungrouped_conv(x, kernel), (x, kernel)
 
 
-def _hybrid_bwd(res, dy):
+def _cpu_bwd(res, dy):
   x, kernel = res
-  dx = _direct_conv(dy, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  # The input gradient is the forward convolution of dy with the flipped, transposed kernel.
+  dx = _ungrouped_conv(dy, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
   return dx, conv3x3_weight_grad(x, dy)
 
 
-conv3x3_hybrid.defvjp(_hybrid_fwd, _hybrid_bwd)
+conv3x3_cpu.defvjp(_cpu_fwd, _cpu_bwd)
 
-_CONVS = {"xla": conv3x3_xla, "matmul": conv3x3_matmul, "hybrid": conv3x3_hybrid}
+_CONVS = {"xla": conv3x3_xla, "matmul": conv3x3_matmul, "cpu": conv3x3_cpu}
 
 
 def _pool_windows(x: jax.Array) -> jax.Array:
@@ -242,7 +196,7 @@ def max_pool_2x2(x: jax.Array, impl: str) -> jax.Array:
   """2x2 max pooling, stride 2. The reshape+max forms have a cheaper gradient on CPU."""
   if impl == "xla":
     return nn.max_pool(x, (2, 2), strides=(2, 2))
-  if impl == "hybrid":
+  if impl == "cpu":
     return max_pool_2x2_fused(x)
   return _pool_windows(_materialized(x)).max(axis=(2, 4))
 
@@ -360,7 +314,7 @@ class ResidualCNN(nn.Module):
 
     def conv_bn_relu(x, features):
       name = f"BatchNorm_{next(layer)}"  # nn.BatchNorm's automatic names, for both paths
-      if self.conv_impl == "hybrid":
+      if self.conv_impl == "cpu":
         z, bias = Conv3x3(features, self.conv_impl, add_bias=False, dtype=self.dtype)(x)
         return BatchNormReLU(use_running_average=not train, momentum=0.9, dtype=self.dtype,
                              name=name)(z, bias)
