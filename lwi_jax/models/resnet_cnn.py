@@ -52,7 +52,7 @@ def conv3x3_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 # ----------------------------------------------------------------------------- cpu
 #
-# Why the plain CPU step was slow (measured, bench/README.md; jax/jaxlib 0.10):
+# Why the plain CPU step was slow (measured: BUILD_NOTES.md, "Speed"; jax/jaxlib 0.10):
 #  1. XLA:CPU hands convolutions to YNNPACK by default, which runs them on ONE core and the
 #     weight-gradient convolution (autodiff writes it with the whole HxW image as the "kernel")
 #     ~6x slower than Eigen's multi-threaded convolution does.
@@ -67,7 +67,8 @@ def conv3x3_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
 # CPU_COMPILER_OPTIONS: YNNPACK keeps the matmuls and reductions, convolutions go to the
 # multi-threaded Eigen kernels. Each piece alone is not enough (measured).
 
-# YNNPACK for matrix products and reductions (its defaults minus convolutions): see above.
+# YNNPACK only for matrix products and reductions, not convolutions (see above; with no YNNPACK
+# at all BatchNorm's reductions got slow, with its elementwise fusions too the step did).
 # Per compiled program (jax.jit compiler_options), not a process-wide XLA_FLAGS setting.
 _YNN = "LIBRARY_FUSION_TYPE_"
 CPU_COMPILER_OPTIONS = {
