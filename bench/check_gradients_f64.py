@@ -23,6 +23,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
@@ -30,7 +31,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
-from lwi_jax.models.resnet_cnn import CPU_COMPILER_OPTIONS, ResidualCNN  # noqa: E402
+from lwi_jax import models as models_lib  # noqa: E402
+from lwi_jax.models.resnet_cnn import ResidualCNN  # noqa: E402
 
 CIFAR = os.path.join(REPO, "..", "shared", "data", "cifar10", "cifar-10-batches-py")
 
@@ -60,7 +62,10 @@ def gradients(impl: str, dtype, x, y, members: int, widths):
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
   grad = jax.grad(loss)
-  jit = lambda f: jax.jit(f, compiler_options=CPU_COMPILER_OPTIONS if impl == "cpu" else None)  # noqa: E731
+  # compiled as a study compiles it (the CPU path's options on CPU)
+  opts = dict(models_lib.compiler_options(
+      ml_collections.ConfigDict({"name": "resnet_cnn", "conv_impl": impl}))) or None
+  jit = lambda f: jax.jit(f, compiler_options=opts)  # noqa: E731
   if members == 1:
     return jit(grad)(variables["params"])
   stacked = jax.tree.map(lambda p: jnp.stack([p * (1 + 0.1 * i) for i in range(members)]),

@@ -28,6 +28,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,10 +117,10 @@ def _cnn(args, impl: str):
 
 
 def _compiler_options(impl: str) -> tuple:
-  """What a study compiles the CNN with (models.compiler_options): the CPU path's options; the
-  reference implementations run as plain programs (default options)."""
-  from lwi_jax.models.resnet_cnn import CPU_COMPILER_OPTIONS  # noqa: PLC0415
-  return tuple(sorted(CPU_COMPILER_OPTIONS.items())) if impl == "cpu" else ()
+  """What a study compiles the CNN with: models.compiler_options of its model config (the CPU
+  path's options on CPU; the reference implementations run as plain programs)."""
+  return models_lib.compiler_options(
+      ml_collections.ConfigDict({"name": "resnet_cnn", "conv_impl": impl}))
 
 
 def jax_case(model_name: str, model, impl: str, strategy: str, k: int, x, y, classes, steps,
@@ -186,7 +187,8 @@ def peak_cases(args) -> list[Case]:
 
 
 def numerics_check(args) -> dict:
-  """The CPU path (with its compiler options) vs lax.conv + autodiff: one weighted-loss gradient of the benchmarked CNN."""
+  """The CPU path (with its compiler options) vs lax.conv + autodiff: one weighted-loss
+  gradient of the benchmarked CNN."""
   from lwi_jax import losses  # noqa: PLC0415
   rng = np.random.default_rng(3)
   x = jnp.asarray(rng.integers(0, 256, (min(args.batch, 32), args.image, args.image, 3),

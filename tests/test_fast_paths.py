@@ -33,7 +33,7 @@ def _conv_vjp(conv, x, k, dy):
   return (y,) + pull(dy)
 
 
-def _both(fn):
+def _variants(fn):
   """fn, jit(fn) and fn compiled with the CPU compiler options (what the studies run):
   every fast path is checked traced eagerly and compiled both ways."""
   return [fn, jax.jit(fn), jax.jit(fn, compiler_options=resnet_cnn.CPU_COMPILER_OPTIONS)]
@@ -47,7 +47,7 @@ def test_cpu_conv_value_and_gradients_equal_lax_conv(shape):
   n, h, w, c, o = shape
   x, k, dy = _rand(0, n, h, w, c), _rand(1, 3, 3, c, o), _rand(2, n, h, w, o)
   ref = _conv_vjp(resnet_cnn.conv3x3_xla, x, k, dy)
-  for fn in _both(functools.partial(_conv_vjp, resnet_cnn.conv3x3_cpu)):
+  for fn in _variants(functools.partial(_conv_vjp, resnet_cnn.conv3x3_cpu)):
     chex.assert_trees_all_close(fn(x, k, dy), ref, **TOL)
 
 
@@ -60,7 +60,7 @@ def test_weight_grad_conv_equals_autodiff_and_loops():
   for a in range(3):
     for b in range(3):
       loops[a, b] = np.einsum("nhwc,nhwo->co", xp[:, a:a + 5, b:b + 6], np.asarray(dy, np.float64))
-  for fn in _both(resnet_cnn.conv3x3_weight_grad):
+  for fn in _variants(resnet_cnn.conv3x3_weight_grad):
     np.testing.assert_allclose(fn(x, dy), auto, **TOL)
     np.testing.assert_allclose(fn(x, dy), loops, **TOL)
 
@@ -81,7 +81,7 @@ def test_cpu_conv_under_vmap_equals_per_member(in_axes):
   per_member = [_conv_vjp(resnet_cnn.conv3x3_xla, pick(x, in_axes[0], i), pick(k, in_axes[1], i),
                           dys[i]) for i in range(e)]
   ref = jax.tree.map(lambda *a: jnp.stack(a), *per_member)
-  for fn in _both(batched):
+  for fn in _variants(batched):
     chex.assert_trees_all_close(fn(x, k, dys), ref, **TOL)
 
 
@@ -114,7 +114,7 @@ def test_fused_pool_equals_autodiff_including_ties(shape):
   ref = (plain[0], plain[1](g)[0])
   xla = jax.vjp(lambda x: resnet_cnn.max_pool_2x2(x, "xla"), x)
   np.testing.assert_allclose(xla[0], ref[0])
-  for fn in _both(lambda x, g: (lambda p: (p[0], p[1](g)[0]))(
+  for fn in _variants(lambda x, g: (lambda p: (p[0], p[1](g)[0]))(
       jax.vjp(lambda x: resnet_cnn.max_pool_2x2(x, "cpu"), x))):
     chex.assert_trees_all_close(fn(x, g), ref, rtol=0, atol=0)
 
@@ -139,7 +139,7 @@ def test_fused_bn_relu_equals_plain_with_every_cotangent():
         lambda z, s, b: f(z, s, b, eps), z, scale, beta))
 
   ref = vjp(_plain_bn_relu)(z, scale, beta)
-  for fn in _both(vjp(resnet_cnn.bn_relu_train)):
+  for fn in _variants(vjp(resnet_cnn.bn_relu_train)):
     chex.assert_trees_all_close(fn(z, scale, beta), ref, rtol=1e-4, atol=1e-5)
 
 
@@ -209,7 +209,7 @@ def test_train_step_gradients_equal_plain_xla(conv_impl):
   ref = jax.jit(functools.partial(_grads_and_step, "xla"))(state, inputs, labels, weights, rng)
   assert float(jnp.max(jnp.abs(jax.flatten_util.ravel_pytree(ref[3])[0]))) > 1e-4
   fast = functools.partial(_grads_and_step, conv_impl)
-  for fn in _both(fast):
+  for fn in _variants(fast):
     chex.assert_trees_all_close(fn(state, inputs, labels, weights, rng), ref, rtol=1e-4,
                                 atol=1e-5)
 
@@ -288,7 +288,7 @@ def test_chunked_vmap_equals_vmap_and_sequential(chunk):
 
   ref = ensemble.map_members(member, "vmap", 2)(w, keys, data)
   for strategy, c in (("vmap", chunk), ("sequential", 0), ("unrolled", chunk), ("unrolled", 0)):
-    for fn in _both(ensemble.map_members(member, strategy, 2, chunk=c)):
+    for fn in _variants(ensemble.map_members(member, strategy, 2, chunk=c)):
       chex.assert_trees_all_close(fn(w, keys, data), ref, **TOL)
 
 

@@ -96,27 +96,18 @@ def _ungrouped_conv_vmap(axis_size, in_batched, x, kernel):
   return jnp.stack([_ungrouped_conv(x[i], kernel[i]) for i in range(axis_size)]), True
 
 
-@jax.custom_batching.custom_vmap
 def conv3x3_weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
   """dk[a, b, c, o] = sum_{n,i,j} xpad[n, i+a, j+b, c] dy[n, i, j, o]  (HWIO, like the kernel).
 
-  One canonical convolution: the input is x with batch and channels swapped ([C, H, W, N]),
-  the "kernel" is dy as [H, W, N, O]; the [C, 3, 3, O] result is transposed back.
+  The same SAME-padded canonical convolution as the forward one, so it shares its ungrouped
+  batching rule: the input is x with batch and channels swapped ([C, H, W, N]), the "kernel" is
+  dy as [H, W, N, O]; the [C, 3, 3, O] result is transposed back. Operands are at least float32
+  (bfloat16 products are exact in float32, so this is float32 accumulation).
   """
-  out = jax.lax.conv_general_dilated(jnp.transpose(x, (3, 1, 2, 0)),
-                                     jnp.transpose(dy, (1, 2, 0, 3)), window_strides=(1, 1),
-                                     padding=_SAME, dimension_numbers=_DIMS,
-                                     preferred_element_type=_acc_dtype(x))
+  acc = _acc_dtype(x)
+  out = _ungrouped_conv(jnp.transpose(x, (3, 1, 2, 0)).astype(acc),
+                        jnp.transpose(dy, (1, 2, 0, 3)).astype(acc))
   return jnp.transpose(out, (1, 2, 0, 3)).astype(x.dtype)
-
-
-@conv3x3_weight_grad.def_vmap
-def _weight_grad_vmap(axis_size, in_batched, x, dy):
-  """One weight-gradient convolution per member, not a grouped one."""
-  x_batched, dy_batched = in_batched
-  pick = lambda a, batched, i: a[i] if batched else a  # noqa: E731
-  return jnp.stack([conv3x3_weight_grad(pick(x, x_batched, i), pick(dy, dy_batched, i))
-                    for i in range(axis_size)]), True
 
 
 @jax.custom_vjp
