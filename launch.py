@@ -3,7 +3,7 @@
 from absl import app, flags
 from ml_collections import config_flags
 
-from lwi_jax import experiment
+from lwi_jax import console, experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
                                           lock_config=True)
@@ -13,6 +13,7 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  console.configure_logging()  # library INFO logs only with --verbosity
   experiment.run(_CONFIG.value)
 
 

@@ -75,6 +75,9 @@ def get_config(preset: str = "names") -> ml_collections.ConfigDict:
   config.rounds = 1  # > 1: iterate reweighting with the newest validation TPRs
   config.compare = ml_collections.ConfigDict()
   config.compare.test = "none"  # 'paired_t' needs >= 2 seeds
+  # "Best rule" (report.md, plots/confusion_best.png): the largest mean D among rules that
+  # cost at most this many points of mean test accuracy.
+  config.compare.max_accuracy_drop = 1.0
 
   # Members = rules x seeds. A rule is "name" or "name:hparam=value,...". No "uniform": the
   # baseline already is the unweighted member of each seed (a uniform retrain repeats it).

@@ -95,6 +95,21 @@ def map_members(fn: Callable, strategy: str, num_member_args: int, chunk: int = 
   return lifted
 
 
+def member_passes(strategy: str, chunk: int, e: int) -> int:
+  """How often the member program's body runs per call for E members (host callbacks count).
+
+  A vmapped group runs it once for all its members; "sequential" once per member; "unrolled"
+  once per member, padded copies included.
+  """
+  strategy = resolve_strategy(strategy)
+  if strategy == "sequential":
+    return e
+  groups = -(-e // chunk) if chunk and chunk < e else 1
+  if strategy == "unrolled":
+    return groups * (chunk if chunk and chunk < e else e)
+  return groups
+
+
 def stack(trees):
   """Stacks a list of identical pytrees along a new leading member axis."""
   return jax.tree.map(lambda *xs: jax.numpy.stack(xs), *trees)

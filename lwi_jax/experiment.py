@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from lwi_jax import checkpoint as checkpoint_lib
+from lwi_jax import console
 from lwi_jax import data as data_lib
 from lwi_jax import ensemble, io_utils, members as members_lib, metrics, models, sharding, train
 from lwi_jax import reporting
@@ -73,6 +74,7 @@ def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.Membe
   if test != "none" and len(config.seeds) < 2:
     raise ValueError(f"compare.test={test!r} needs at least 2 seeds (config.seeds="
                      f"{tuple(config.seeds)}); add seeds or set --config.compare.test=none")
+  reporting.max_accuracy_drop(config)
   return specs
 
 
@@ -89,10 +91,12 @@ class Trainer:
   """Device-resident data and compiled functions shared by all phases of one run."""
 
   def __init__(self, config: ml_collections.ConfigDict, data: data_lib.ClassificationData,
-               log: Printer = _print):
+               log: Printer = _print, progress: bool | None = None):
     self.config = config
     self.data = data
     self.log = log
+    # A progress bar inside each epoch (console.py): on a terminal, on one device.
+    self.progress = console.interactive() if progress is None else progress
     self.num_classes = data.num_classes
     self.model = models.create_model(config.model, data.num_classes, data.info)
     self.compiler_options = models.compiler_options(config.model)
@@ -144,21 +148,30 @@ class Trainer:
     states, hp = carry["states"], carry["hparams"]
     history = {k: np.array(v) for k, v in carry["history"].items()}
     writers = reporting.TensorBoard(tensorboard_dir, labels) if tensorboard_dir else None
+    bar = self.progress and self.mesh is None
     epoch_fn = train.ensemble_train_epoch_fn(cfg.batch_size, cfg.augment, cfg.ensemble_strategy,
                                              cfg.get("ensemble_chunk", 0), self.mesh,
-                                             self.compiler_options)
+                                             self.compiler_options,
+                                             console.on_train_step if bar else None)
+    steps = len(self.data.train) // cfg.batch_size
+    bar_steps = steps * ensemble.member_passes(cfg.ensemble_strategy,
+                                               cfg.get("ensemble_chunk", 0), n)
+    if start < epochs:
+      self.log(f"[{phase}] training {n} member{'s' if n > 1 else ''} for {epochs - start} "
+               f"epoch{'s' if epochs - start > 1 else ''} ({steps} steps each)")
     t_start = time.perf_counter()
     for epoch in range(start, epochs):
       t0 = time.perf_counter()
-      states, hp, m = epoch_fn(states, hp, train.ensemble_epoch_keys(seeds, epoch),
-                               jnp.int32(epoch), self.train_inputs, self.train_labels)
+      with console.epoch_bar(f"[{phase}] epoch {epoch + 1}/{epochs}", bar_steps, bar):
+        states, hp, m = epoch_fn(states, hp, train.ensemble_epoch_keys(seeds, epoch),
+                                 jnp.int32(epoch), self.train_inputs, self.train_labels)
+        m = jax.device_get(m)  # waits for the epoch (the bar closes when it is done)
       val_acc = np.full(n, np.nan, np.float32)
       if eval_each_epoch:
         cms = self.confusions(states, "validation")
         val_acc = np.trace(np.asarray(cms), axis1=1, axis2=2) / np.asarray(cms).sum((1, 2))
         if dynamic:
           hp = train.ensemble_dynamic_weights_update(hp, cms)
-      m = jax.device_get(m)
       seconds = time.perf_counter() - t0
       for k, v in (("loss", m["loss"]), ("accuracy", m["accuracy"]), ("val_accuracy", val_acc),
                    ("seconds", np.full(n, seconds))):
@@ -169,12 +182,15 @@ class Trainer:
         writers.write(epoch + 1, {k: history[k][:, epoch] for k in HISTORY_FIELDS})
       elapsed = time.perf_counter() - t_start
       eta = elapsed / (epoch + 1 - start) * (epochs - epoch - 1)
-      self.log(f"[{phase}] epoch {epoch + 1}/{epochs}  {seconds:.1f}s  "
-               f"(~{eta:.0f}s left in this phase, {n} members)")
+      self.log(f"[{phase}] epoch {epoch + 1}/{epochs}  {seconds:.1f}s  loss "
+               f"{console.spread(history['loss'][:, epoch])}  val acc "
+               f"{console.spread(history['val_accuracy'][:, epoch])}  "
+               f"(~{console.format_seconds(eta)} left in this phase)")
+    if start < epochs:  # each member once, after its last epoch
       for i, label in enumerate(labels):
-        self.log(f"    {label:<44s} loss {history['loss'][i, epoch]:.4f}  "
-                 f"train acc {history['accuracy'][i, epoch]:.4f}  "
-                 f"val acc {history['val_accuracy'][i, epoch]:.4f}")
+        self.log(f"    {label:<44s} loss {history['loss'][i, -1]:.4f}  "
+                 f"train acc {history['accuracy'][i, -1]:.4f}  "
+                 f"val acc {history['val_accuracy'][i, -1]:.4f}")
     if writers is not None:
       writers.close()
     if ckpt is not None:
@@ -277,8 +293,8 @@ class Study:
     results = reporting.assemble_results(cfg, self.data, baseline, rounds, self.specs,
                                          time.perf_counter() - t_start)
     reporting.write_outputs(self.workdir, results, self.log)
-    self.log(f"wrote results.json, summary.csv, report.md and plots to {self.workdir} "
-             f"({results['wall_seconds']:.0f}s)")
+    self.log(f"outputs: {self.workdir}/ (report.md, results.json, summary.csv, plots/, "
+             f"tensorboard/); {console.format_seconds(results['wall_seconds'])} in all")
     return results
 
 

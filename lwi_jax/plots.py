@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 import os
 
 import matplotlib
@@ -78,22 +77,17 @@ def training_curves(results: dict):
   return fig
 
 
-def best_rule(rows: list[dict]) -> dict | None:
-  """The rule with the largest mean D (ties: higher accuracy)."""
-  finite = [r for r in rows if math.isfinite(r["D"]["mean"])]
-  return max(finite, key=lambda r: (r["D"]["mean"], r["accuracy_mean"]), default=None)
-
-
 def write_all(directory: str, results: dict) -> None:
   names = results["dataset"]["class_names"]
   _save(tpr_bars(results), os.path.join(directory, "tpr_bars.png"))
   base_cm = np.sum([m["test"]["confusion"] for m in results["baseline"]], axis=0)
   _save(confusion(base_cm, names, "baseline (summed over seeds)"),
         os.path.join(directory, "confusion_baseline.png"))
-  best = best_rule(results["comparisons"][-1])
-  if best is not None:
+  best = results["best_rule"]  # chosen in reporting.best_rule (criterion in report.md)
+  if best["rule"] is not None:
     cm = np.sum([m["test"]["confusion"] for m in results["rounds"][-1]
                  if m["rule"] == best["rule"]], axis=0)
-    _save(confusion(cm, names, f"{best['rule']} (largest mean D, summed over seeds)"),
+    _save(confusion(cm, names, f"{best['rule']} (best rule: largest mean D within "
+                    f"{best['max_accuracy_drop']:g} pts of accuracy; summed over seeds)"),
           os.path.join(directory, "confusion_best.png"))
   _save(training_curves(results), os.path.join(directory, "training_curves.png"))

@@ -19,6 +19,9 @@ from lwi_jax import io_utils, stats
 
 TESTS = ("paired_t", "none")
 SUMMARY_KEYS = ("accuracy", "macro_f1", "var_tpr", "worst_tpr")
+# config.compare.max_accuracy_drop: the "best" rule may cost at most this many points of mean
+# test accuracy (see best_rule).
+DEFAULT_MAX_ACCURACY_DROP = 1.0
 
 
 def arrays_from_json(phase: dict) -> dict:
@@ -98,10 +101,44 @@ def compare_rules(baseline: list[dict], members: list[dict]) -> list[dict]:
   return rows
 
 
+def max_accuracy_drop(config) -> float:
+  """compare.max_accuracy_drop in points (configs written before the field get the default)."""
+  value = float(config.compare.get("max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP))
+  if not math.isfinite(value) or value < 0:
+    raise ValueError(f"compare.max_accuracy_drop={value} must be a number of accuracy points "
+                     ">= 0 (e.g. 1.0)")
+  return value
+
+
+def best_rule(rows: list[dict], max_drop_points: float) -> dict | None:
+  """The rule a reader may call "best": the largest mean D > 0 among the rules whose mean test
+  accuracy is at most `max_drop_points` below the baseline's (ties: higher accuracy); None when
+  no rule qualifies.
+
+  Why not simply the largest D: a rule can even out the TPRs by lowering all of them (the
+  names default's class_difficulty: largest D for a 6-point accuracy loss); calling it best
+  would reward destroying accuracy.
+  """
+  def drop(r):
+    return -100.0 * r["delta_accuracy"]["mean"]
+  ok = [r for r in rows if math.isfinite(r["D"]["mean"]) and r["D"]["mean"] > 0
+        and math.isfinite(drop(r)) and drop(r) <= max_drop_points + 1e-9]
+  return max(ok, key=lambda r: (r["D"]["mean"], r["accuracy_mean"]), default=None)
+
+
+def best_rule_criterion(max_drop_points: float) -> str:
+  return (f"the largest mean D > 0 among rules whose mean test accuracy is at most "
+          f"{max_drop_points:g} point{'s' if max_drop_points != 1 else ''} below the baseline's "
+          "(`compare.max_accuracy_drop`)")
+
+
 def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict], specs,
                      wall_seconds: float) -> dict:
   baseline = _member_records(baseline_phase, 0)
   rounds = [_member_records(p, r + 1, specs) for r, p in enumerate(round_phases)]
+  comparisons = [compare_rules(baseline, members) for members in rounds]
+  tolerance = max_accuracy_drop(config)
+  best = best_rule(comparisons[-1], tolerance) if comparisons else None
   return {
       "config": config.to_dict(),
       "dataset": {"name": config.data.name, "class_names": list(data.class_names),
@@ -112,7 +149,9 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
       "test": config.compare.test,
       "baseline": baseline,
       "rounds": rounds,
-      "comparisons": [compare_rules(baseline, members) for members in rounds],
+      "comparisons": comparisons,
+      "best_rule": {"rule": best["rule"] if best else None, "max_accuracy_drop": tolerance,
+                    "criterion": best_rule_criterion(tolerance)},
       "wall_seconds": wall_seconds,
   }
 
@@ -163,9 +202,6 @@ def report_markdown(results: dict) -> str:
             "initialisation and data order). Backend: " + results["backend"] + ".",
             f"- Wall time: {results['wall_seconds']:.0f} s.", ""]
   base = results["baseline"]
-  base_var = np.mean([float(m["test"]["var_tpr"]) for m in base])
-  base_acc = np.mean([float(m["test"]["accuracy"]) for m in base])
-  base_worst = np.mean([float(m["test"]["worst_tpr"]) for m in base])
   for r, rows in enumerate(results["comparisons"], start=1):
     lines += [f"## Round {r}: rules vs the unweighted baseline (test split, mean over "
               f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''})", ""]
@@ -173,17 +209,7 @@ def report_markdown(results: dict) -> str:
               "×10³ (positive = more even TPRs). Δ are rule − baseline, in points; brackets are "
               "95% confidence intervals; p is the paired t-test of the per-seed differences, "
               "p(Holm) corrected over the rules of the round.", ""]
-    lines += ["| rule | acc % | Δacc (pts) | p | Var(s)×10³ | D×10³ | p | p(Holm) | "
-              "worst TPR % | Δworst (pts) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    lines.append(f"| baseline | {base_acc * 100:.2f} | | | {base_var * 1e3:.2f} | | | | "
-                 f"{base_worst * 100:.1f} | |")
-    for row in rows:
-      lines.append(
-          f"| {row['rule']} | {row['accuracy_mean'] * 100:.2f} | "
-          f"{_ci(row['delta_accuracy'], 100)} | {_p(row['delta_accuracy']['p_value'])} | "
-          f"{row['var_tpr_mean'] * 1e3:.2f} | {_ci(row['D'], 1e3)} | {_p(row['D']['p_value'])} | "
-          f"{_p(row['D']['p_holm'])} | {row['worst_tpr_mean'] * 100:.1f} | "
-          f"{_ci(row['delta_worst_tpr'], 100, 1)} |")
+    lines += comparison_table(base, rows)
     lines += ["", "Per-class TPR % (mean over seeds):", "",
               "| rule | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines.append("| baseline | " + " | ".join(
@@ -194,6 +220,7 @@ def report_markdown(results: dict) -> str:
     lines.append("")
   fit = [float(m["history"]["accuracy"][-1]) for ms in results["rounds"] for m in ms]
   lines += ["## Reading this table", "",
+            f"- {best_rule_sentence(results)}",
             f"- {significant_sentence(results)}",
             "- The paired t-test assumes roughly normal per-seed differences; with few seeds a "
             "wide interval means the study cannot tell, not that the rule has no effect.",
@@ -202,8 +229,63 @@ def report_markdown(results: dict) -> str:
             "its training set (Byrd & Lipton 2019); compare `drw`, weight decay and fewer epochs "
             "when this is near 100%.", "",
             "Plots: `plots/tpr_bars.png`, `plots/confusion_baseline.png`, "
-            "`plots/confusion_best.png`, `plots/training_curves.png`. Per-member numbers: "
-            "`summary.csv`, `results.json`.", ""]
+            + ("`plots/confusion_best.png`, " if _best(results) else "")
+            + "`plots/training_curves.png`. Per-member numbers: `summary.csv`, `results.json`.",
+            ""]
+  return "\n".join(lines)
+
+
+def comparison_table(baseline: list[dict], rows: list[dict]) -> list[str]:
+  """The markdown table of one round: the baseline, then one row per rule."""
+  base_var = np.mean([float(m["test"]["var_tpr"]) for m in baseline])
+  base_acc = np.mean([float(m["test"]["accuracy"]) for m in baseline])
+  base_worst = np.mean([float(m["test"]["worst_tpr"]) for m in baseline])
+  lines = ["| rule | acc % | Δacc (pts) | p | Var(s)×10³ | D×10³ | p | p(Holm) | "
+           "worst TPR % | Δworst (pts) |", "|---|---|---|---|---|---|---|---|---|---|"]
+  lines.append(f"| baseline | {base_acc * 100:.2f} | | | {base_var * 1e3:.2f} | | | | "
+               f"{base_worst * 100:.1f} | |")
+  for row in rows:
+    lines.append(
+        f"| {row['rule']} | {row['accuracy_mean'] * 100:.2f} | "
+        f"{_ci(row['delta_accuracy'], 100)} | {_p(row['delta_accuracy']['p_value'])} | "
+        f"{row['var_tpr_mean'] * 1e3:.2f} | {_ci(row['D'], 1e3)} | {_p(row['D']['p_value'])} | "
+        f"{_p(row['D']['p_holm'])} | {row['worst_tpr_mean'] * 100:.1f} | "
+        f"{_ci(row['delta_worst_tpr'], 100, 1)} |")
+  return lines
+
+
+def _best(results: dict) -> dict | None:
+  """The comparison row of results["best_rule"] (last round), or None."""
+  name = results.get("best_rule", {}).get("rule")
+  rows = results["comparisons"][-1] if results["comparisons"] else []
+  return next((r for r in rows if r["rule"] == name), None)
+
+
+def best_rule_sentence(results: dict) -> str:
+  info = results["best_rule"]
+  rows = results["comparisons"][-1] if results["comparisons"] else []
+  best = _best(results)
+  finite = [r for r in rows if math.isfinite(r["D"]["mean"])]
+  largest = max(finite, key=lambda r: r["D"]["mean"], default=None)
+  text = (f"Best rule: `{best['rule']}` (D {best['D']['mean'] * 1e3:+.2f}×10⁻³, Δacc "
+          f"{best['delta_accuracy']['mean'] * 100:+.2f} pts)" if best else "Best rule: none")
+  text += f", chosen as {info['criterion']}"
+  if best is None:
+    text += "; no rule qualifies, so there is no `plots/confusion_best.png`"
+  if largest is not None and largest is not best and largest["D"]["mean"] > 0:
+    text += (f". The largest D overall, `{largest['rule']}` "
+             f"({largest['D']['mean'] * 1e3:+.2f}×10⁻³), costs "
+             f"{-largest['delta_accuracy']['mean'] * 100:.2f} points of accuracy")
+  return text + "."
+
+
+def console_summary(results: dict) -> str:
+  """What the console shows at the end: the last round's table and how to read it."""
+  rows = results["comparisons"][-1]
+  lines = [f"Test split, mean over {len(results['config']['seeds'])} seed(s); Var and D ×10³, "
+           "Δ in points (rule − baseline):", ""]
+  lines += comparison_table(results["baseline"], rows)
+  lines += ["", best_rule_sentence(results), significant_sentence(results)]
   return "\n".join(lines)
 
 
@@ -232,4 +314,4 @@ def write_outputs(workdir: str, results: dict, log) -> None:
   io_utils.atomic_write_text(os.path.join(workdir, "report.md"), report)
   from lwi_jax import plots  # lazy: matplotlib import is slow
   plots.write_all(os.path.join(workdir, "plots"), results)
-  log("\n" + report)
+  log("\n" + console_summary(results) + "\n")

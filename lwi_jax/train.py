@@ -171,12 +171,35 @@ def epoch_order(hparams: MemberHParams, key: jax.Array, labels: jax.Array, steps
   return jnp.where(hparams.oversample, drawn, perm).reshape(steps, batch_size)
 
 
+# A progress callback fires at most this many times per epoch (and member pass).
+PROGRESS_POINTS = 20
+
+
+def progress_every(steps: int) -> int:
+  """Steps between two progress callbacks of an epoch of `steps` steps."""
+  return max(1, -(-steps // PROGRESS_POINTS))
+
+
+def _report_progress(on_step, i, steps: int) -> None:
+  """Calls on_step(done, every) on the host after steps every, 2*every, ..., and the last one.
+
+  `i` is the scan's step counter, shared by all members under vmap, so a vmapped ensemble
+  reports once per point, not once per member. Unordered: the callback never delays the step.
+  """
+  every = progress_every(steps)
+  done = i + 1
+  jax.lax.cond((done % every == 0) | (done == steps),
+               lambda: jax.debug.callback(on_step, done, every, ordered=False), lambda: None)
+
+
 def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, epoch,
-                inputs: jax.Array, labels: jax.Array, *, batch_size: int, augment: str
-                ) -> tuple[TrainState, MemberHParams, dict]:
+                inputs: jax.Array, labels: jax.Array, *, batch_size: int, augment: str,
+                on_step=None) -> tuple[TrainState, MemberHParams, dict]:
   """One pass over the (device-resident) training set as a `lax.scan` over batches.
 
   `hparams` is carried (group DRO changes its class weights every step) and returned.
+  `on_step(done_steps, every)`, if given, is called on the host during the epoch (a progress
+  bar, lwi_jax/console.py); it reads nothing the step computes, so results are unchanged.
   """
   n = labels.shape[0]
   steps = n // batch_size
@@ -185,10 +208,15 @@ def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, epoch
   k_order, k_steps = jax.random.split(key)
   order = epoch_order(hparams, k_order, labels, steps, batch_size)
   use_weights = jnp.asarray(epoch) >= hparams.weights_from_epoch
+  xs = (order, jax.random.split(k_steps, steps))
+  if on_step is not None:
+    xs += (jnp.arange(steps),)
 
   def body(carry, xs):
     state, hp = carry
-    idx, step_key = xs
+    idx, step_key = xs[:2]
+    if on_step is not None:
+      _report_progress(on_step, xs[2], steps)
     k_aug, k_drop = jax.random.split(step_key)
     batch = {"inputs": augment_lib.augment(augment, inputs[idx], k_aug), "labels": labels[idx]}
     weights = jnp.where(use_weights, hp.class_weights, jnp.ones_like(hp.class_weights))
@@ -197,8 +225,7 @@ def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, epoch
         hp.class_weights, m.pop("class_loss"), m.pop("class_count"), hp.dro_eta))
     return (state, hp), m
 
-  (state, hparams), step_metrics = jax.lax.scan(
-      body, (state, hparams), (order, jax.random.split(k_steps, steps)))
+  (state, hparams), step_metrics = jax.lax.scan(body, (state, hparams), xs)
   return state, hparams, jax.tree.map(jnp.mean, step_metrics)
 
 
@@ -243,14 +270,17 @@ def batch_for_eval(inputs: np.ndarray, labels: np.ndarray, batch_size: int):
 
 @functools.lru_cache(maxsize=None)
 def ensemble_train_epoch_fn(batch_size: int, augment: str, strategy: str, chunk: int = 0,
-                            mesh=None, compiler_options: tuple = ()):
+                            mesh=None, compiler_options: tuple = (), on_step=None):
   """Jitted (states[E], hparams[E], keys[E], epoch, inputs, labels) -> (states, hparams, metrics).
 
   `chunk`: members vmapped at once (0 = all, see ensemble.map_members); `mesh`: split the
   members over devices (lwi_jax.sharding; hparams and metrics come back replicated);
-  `compiler_options`: (key, value) pairs the model needs (models.compiler_options).
+  `compiler_options`: (key, value) pairs the model needs (models.compiler_options);
+  `on_step`: host progress callback (see train_epoch; it fires once per point for every pass
+  of the member program, ensemble.member_passes).
   """
-  member = functools.partial(train_epoch, batch_size=batch_size, augment=augment)
+  member = functools.partial(train_epoch, batch_size=batch_size, augment=augment,
+                             on_step=on_step)
   fn = ensemble.map_members(member, strategy, num_member_args=3, chunk=chunk)
   if mesh is not None:
     fn = sharding.shard_ensemble_fn(fn, 3, mesh, replicated_outputs=(1, 2))

@@ -32,25 +32,33 @@ def _cfg(directory, **overrides):
   return cfg
 
 
-# ----------------------------------------------------------------------------- the real data
+# ------------------------------------------------ the real data, and the miniature copy of it
+# Tests on `raw_any` / `split_any` run twice: on the generated miniature directory (always) and
+# on the real 60,000 images (skipped without the copy, failed under CI=true; conftest.py).
 
 
 @pytest.fixture(scope="module")
 def raw(cifar10_dir):
-  """(train, test, names) straight from the loader, once per module (~2 s)."""
+  """(train, test, names) of the real copy straight from the loader, once per module (~2 s)."""
   return cifar10.load_python_version(cifar10_dir)
 
 
+@pytest.fixture(scope="module", params=["tiny", "real"])
+def any_dir(request):
+  return request.getfixturevalue("tiny_cifar10_dir" if request.param == "tiny" else "cifar10_dir")
+
+
 @pytest.fixture(scope="module")
-def split0(cifar10_dir):
+def raw_any(request, any_dir):
+  if any_dir == request.getfixturevalue("tiny_cifar10_dir"):
+    return cifar10.load_python_version(any_dir)
+  return request.getfixturevalue("raw")
+
+
+@pytest.fixture(scope="module")
+def split_any(any_dir):
   """The real load_dataset path with a ConfigDict (validation carved with split_seed 0)."""
-  return data_lib.load_dataset(_cfg(cifar10_dir))
-
-
-@pytest.fixture
-def cached_source(raw, monkeypatch):
-  """load_dataset without re-reading 180 MB: the python loader returns the module's arrays."""
-  monkeypatch.setattr(cifar10, "load_python_version", lambda directory: raw)
+  return data_lib.load_dataset(_cfg(any_dir))
 
 
 def test_real_sizes_dtypes_and_counts(raw):
@@ -67,35 +75,49 @@ def test_real_sizes_dtypes_and_counts(raw):
   assert train.inputs.flags.c_contiguous
 
 
+def test_tiny_sizes_dtypes_and_counts(tiny_cifar10_dir):
+  train, test, names = cifar10.load_python_version(tiny_cifar10_dir)
+  assert names == CLASS_NAMES
+  assert train.inputs.shape == (500, 32, 32, 3) and train.inputs.dtype == np.uint8
+  assert test.inputs.shape == (200, 32, 32, 3) and train.labels.dtype == np.int32
+  np.testing.assert_array_equal(np.bincount(train.labels, minlength=10), np.full(10, 50))
+  np.testing.assert_array_equal(np.bincount(test.labels, minlength=10), np.full(10, 20))
+  assert train.inputs.flags.c_contiguous
+
+
 @pytest.mark.parametrize("split, filename, index", [("train", "data_batch_1", 0),
-                                                    ("train", "data_batch_3", 123),
-                                                    ("test", "test_batch", 9999)])
-def test_pixel_layout_is_rgb_nhwc(raw, cifar10_dir, split, filename, index):
+                                                    ("train", "data_batch_3", 23),
+                                                    ("test", "test_batch", -1)])
+def test_pixel_layout_is_rgb_nhwc(raw_any, any_dir, split, filename, index):
   # Row layout: [1024 red | 1024 green | 1024 blue], each channel row-major (README).
-  with open(os.path.join(cifar10_dir, filename), "rb") as f:
-    row = safe_pickle.restricted_load(f)[b"data"][index]
-  offset = {"data_batch_1": 0, "data_batch_3": 20_000, "test_batch": 0}[filename]
-  image = (raw[0] if split == "train" else raw[1]).inputs[offset + index]
+  with open(os.path.join(any_dir, filename), "rb") as f:
+    rows = safe_pickle.restricted_load(f)[b"data"]
+  offset = 2 * len(rows) if filename == "data_batch_3" else 0
+  image = (raw_any[0] if split == "train" else raw_any[1]).inputs[offset + index]
+  row = rows[index]
   for y, x, c in [(0, 0, 0), (0, 31, 1), (31, 0, 2), (17, 5, 0), (3, 29, 2), (31, 31, 1)]:
     assert image[y, x, c] == row[c * 1024 + y * 32 + x], (y, x, c)
 
 
-def test_validation_split_is_stratified_and_disjoint(raw, split0):
-  train, test, _ = raw
+def test_validation_split_is_stratified_and_disjoint(raw_any, split_any):
+  train, test, _ = raw_any
+  split0 = split_any
+  n, per_class = len(train), len(train) // 10  # both copies are balanced
   assert split0.class_names == CLASS_NAMES
   assert split0.info["source"] == "python"
-  assert len(split0.train) == 45_000 and len(split0.validation) == 5_000
+  assert len(split0.train) == n * 9 // 10 and len(split0.validation) == n // 10
   np.testing.assert_array_equal(np.bincount(split0.validation.labels, minlength=10),
-                                np.full(10, 500))
-  np.testing.assert_array_equal(np.bincount(split0.train.labels, minlength=10), np.full(10, 4500))
-  np.testing.assert_array_equal(split0.class_counts, np.full(10, 4500))
+                                np.full(10, per_class // 10))
+  np.testing.assert_array_equal(np.bincount(split0.train.labels, minlength=10),
+                                np.full(10, per_class * 9 // 10))
+  np.testing.assert_array_equal(split0.class_counts, np.full(10, per_class * 9 // 10))
   # The test split is untouched.
   np.testing.assert_array_equal(split0.test.labels, test.labels)
   assert np.array_equal(split0.test.inputs, test.inputs)
   # By indices: the split load_dataset made is stratified_split(seed) of the pool, disjoint.
   keep, held = stratified_split(train.labels, 0.1, 0)
   assert np.intersect1d(keep, held).size == 0
-  assert np.union1d(keep, held).size == 50_000
+  assert np.union1d(keep, held).size == n
   np.testing.assert_array_equal(split0.validation.labels, train.labels[held])
   assert np.array_equal(split0.validation.inputs, train.inputs[held])
   np.testing.assert_array_equal(split0.train.labels, train.labels[keep])
@@ -103,24 +125,26 @@ def test_validation_split_is_stratified_and_disjoint(raw, split0):
   # By content: no validation image's bytes equal any training image row.
   train_hashes = {hashlib.blake2b(r.tobytes(), digest_size=16).digest()
                   for r in split0.train.inputs.reshape(len(split0.train), -1)}
-  assert len(train_hashes) == 45_000  # sanity: the hash tells images apart
-  sample = np.random.default_rng(0).choice(len(split0.validation), 1000, replace=False)
+  assert len(train_hashes) == len(split0.train)  # sanity: the hash tells images apart
+  m = min(1000, len(split0.validation))
+  sample = np.random.default_rng(0).choice(len(split0.validation), m, replace=False)
   val_rows = split0.validation.inputs.reshape(len(split0.validation), -1)[sample]
   assert not any(hashlib.blake2b(r.tobytes(), digest_size=16).digest() in train_hashes
                  for r in val_rows)
   # ...and the check would catch a leak: a training row is found.
-  row = split0.train.inputs[1234].reshape(-1)
+  row = split0.train.inputs[123].reshape(-1)
   assert hashlib.blake2b(row.tobytes(), digest_size=16).digest() in train_hashes
 
 
-def test_validation_split_is_seeded(cached_source, cifar10_dir, split0):
-  again = data_lib.load_dataset(_cfg(cifar10_dir, split_seed=0))
-  np.testing.assert_array_equal(again.validation.labels, split0.validation.labels)
-  assert np.array_equal(again.validation.inputs, split0.validation.inputs)
-  other = data_lib.load_dataset(_cfg(cifar10_dir, split_seed=1))
+def test_validation_split_is_seeded(tiny_cifar10_dir):
+  first = data_lib.load_dataset(_cfg(tiny_cifar10_dir, split_seed=0))
+  again = data_lib.load_dataset(_cfg(tiny_cifar10_dir, split_seed=0))
+  np.testing.assert_array_equal(again.validation.labels, first.validation.labels)
+  assert np.array_equal(again.validation.inputs, first.validation.inputs)
+  other = data_lib.load_dataset(_cfg(tiny_cifar10_dir, split_seed=1))
   np.testing.assert_array_equal(np.bincount(other.validation.labels, minlength=10),
-                                np.full(10, 500))
-  assert not np.array_equal(other.validation.inputs, split0.validation.inputs)
+                                np.full(10, 5))
+  assert not np.array_equal(other.validation.inputs, first.validation.inputs)
 
 
 def test_stratified_split_indices_by_seed():
@@ -135,14 +159,15 @@ def test_stratified_split_indices_by_seed():
   assert (np.diff(h0) > 0).all() and (np.diff(k0) > 0).all()  # sorted, no repeats
 
 
-def test_per_class_subsets(cached_source, cifar10_dir):
-  d = data_lib.load_dataset(_cfg(cifar10_dir, train_per_class=20, test_per_class=7))
+def test_per_class_subsets(tiny_cifar10_dir):
+  d = data_lib.load_dataset(_cfg(tiny_cifar10_dir, train_per_class=20, test_per_class=7))
   np.testing.assert_array_equal(np.bincount(d.train.labels, minlength=10), np.full(10, 18))
   np.testing.assert_array_equal(np.bincount(d.validation.labels, minlength=10), np.full(10, 2))
   np.testing.assert_array_equal(np.bincount(d.test.labels, minlength=10), np.full(10, 7))
 
 
-def test_config_errors_name_the_field(cached_source, cifar10_dir):
+def test_config_errors_name_the_field(tiny_cifar10_dir):
+  cifar10_dir = tiny_cifar10_dir
   with pytest.raises(DataError, match="data.source='bogus'") as e:
     data_lib.load_dataset(_cfg(cifar10_dir, source="bogus"))
   assert "python" in str(e.value) and "tfds" in str(e.value)
@@ -336,15 +361,16 @@ def test_restricted_unpickler_loads_numpy_arrays(protocol, encoding):
 
 
 @pytest.mark.parametrize("encoding, key", [("bytes", b"data"), ("latin1", "data")])
-def test_restricted_unpickler_reads_python2_style_real_file(cifar10_dir, encoding, key):
-  # The shared files are written like Python 2 cPickle output (str opcodes).
-  with open(os.path.join(cifar10_dir, "batches.meta"), "rb") as f:
+def test_restricted_unpickler_reads_python2_style_files(any_dir, encoding, key):
+  # The real files are Python 2 cPickle output (str opcodes); so is the miniature copy.
+  with open(os.path.join(any_dir, "batches.meta"), "rb") as f:
     meta = safe_pickle.restricted_load(f, encoding=encoding)
   names_key = b"label_names" if encoding == "bytes" else "label_names"
   assert [n.decode() if isinstance(n, bytes) else n for n in meta[names_key]] == \
       list(CLASS_NAMES)
-  with open(os.path.join(cifar10_dir, "test_batch"), "rb") as f:
+  with open(os.path.join(any_dir, "test_batch"), "rb") as f:
     d = safe_pickle.restricted_load(f, encoding=encoding)
-  assert d[key].shape == (10_000, 3072) and d[key].dtype == np.uint8
   labels_key = b"labels" if encoding == "bytes" else "labels"
-  assert d[labels_key][:10] == FIRST_TEST_LABELS
+  assert d[key].shape == (len(d[labels_key]), 3072) and d[key].dtype == np.uint8
+  if len(d[labels_key]) == 10_000:  # the real copy
+    assert d[labels_key][:10] == FIRST_TEST_LABELS

@@ -1,4 +1,4 @@
-"""launch.py end to end on the real shared CIFAR-10, tiny, plus CLI / config errors."""
+"""launch.py end to end on a generated miniature CIFAR-10 directory, plus CLI / config errors."""
 
 import importlib.util
 import json
@@ -38,9 +38,9 @@ def _strict_json(path):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, cifar10_dir):
+def run(tmp_path_factory, tiny_cifar10_dir):
   workdir = tmp_path_factory.mktemp("launch") / "run"
-  proc = _launch([f"--config={CONFIG}:cpu", f"--config.data.dir={cifar10_dir}", *TINY,
+  proc = _launch([f"--config={CONFIG}:cpu", f"--config.data.dir={tiny_cifar10_dir}", *TINY,
                   f"--config.workdir={workdir}"], timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
   return workdir, proc
@@ -100,14 +100,14 @@ def test_bad_rule_exits_nonzero_listing_valid_rules(tmp_path):
     ("model.conv_impl", "cudnn", "model.conv_impl"),
     ("data.source", "ftp", "data.source"),
 ])
-def test_bad_field_is_named(tmp_path, cifar10_dir, field, value, needle):
+def test_bad_field_is_named(tmp_path, tiny_cifar10_dir, field, value, needle):
   # In-process through experiment.run (a subprocess per case would cost seconds of imports).
   from lwi_jax import experiment
   spec = importlib.util.spec_from_file_location("cifar_config", os.path.join(REPO, CONFIG))
   cifar = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(cifar)
   config = cifar.get_config("cpu")
-  config.data.dir = cifar10_dir
+  config.data.dir = tiny_cifar10_dir
   config.workdir = str(tmp_path / "w")
   section, key = field.split(".")
   config[section][key] = value

@@ -1,7 +1,8 @@
 """A study killed mid-training and started again with the same command ends with the same results.
 
-Three real `launch.py` processes on a tiny CIFAR-10 subset: one uninterrupted, one SIGKILLed
-right after its first retrain checkpoint (so inside the next epoch), then the same command again.
+Three real `launch.py` processes on the generated miniature CIFAR-10 directory (conftest.py):
+one uninterrupted, one SIGKILLed right after its first retrain checkpoint (so inside the next
+epoch), then the same command again.
 """
 
 import glob
@@ -14,14 +15,14 @@ import time
 
 import pytest
 
-from conftest import CIFAR10_DIR, REPO
+from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
 
-def command(workdir):
+def command(workdir, data_dir):
   return [sys.executable, os.path.join(REPO, "launch.py"), "--config=configs/cifar.py:cpu",
-          f"--config.data.dir={CIFAR10_DIR}", "--config.data.train_per_class=40",
+          f"--config.data.dir={data_dir}", "--config.data.train_per_class=40",
           "--config.data.test_per_class=10", "--config.model.widths=(4,8,8)",
           "--config.model.dense_width=16", "--config.train.epochs=4",
           "--config.train.batch_size=24", "--config.train.eval_batch_size=100",
@@ -49,12 +50,14 @@ def env(tmp_path_factory):
   return e
 
 
-def test_kill_and_resume_gives_the_same_results(tmp_path, env):
+def test_kill_and_resume_gives_the_same_results(tmp_path, env, tiny_cifar10_dir):
+  data = tiny_cifar10_dir
   clean = tmp_path / "clean"
-  subprocess.run(command(clean), cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
+  subprocess.run(command(clean, data), cwd=REPO, env=env, check=True, capture_output=True,
+                 timeout=600)
 
   killed = tmp_path / "killed"
-  proc = subprocess.Popen(command(killed), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+  proc = subprocess.Popen(command(killed, data), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
   deadline = time.time() + 600
   while not glob.glob(str(killed / "checkpoints" / "round1-*" / "1")):
@@ -65,7 +68,7 @@ def test_kill_and_resume_gives_the_same_results(tmp_path, env):
   proc.wait()
   assert not (killed / "results.json").exists()
 
-  again = subprocess.run(command(killed), cwd=REPO, env=env, check=True, capture_output=True,
+  again = subprocess.run(command(killed, data), cwd=REPO, env=env, check=True, capture_output=True,
                          text=True, timeout=600)
   assert "[baseline] reusing finished phase" in again.stdout
   assert "[round1] resumed from the checkpoint after epoch" in again.stdout
@@ -76,7 +79,7 @@ def test_kill_and_resume_gives_the_same_results(tmp_path, env):
   assert (clean / "report.md").exists() and (killed / "plots" / "tpr_bars.png").exists()
 
   # A third run reuses everything and trains nothing.
-  third = subprocess.run(command(killed), cwd=REPO, env=env, check=True, capture_output=True,
+  third = subprocess.run(command(killed, data), cwd=REPO, env=env, check=True, capture_output=True,
                          text=True, timeout=600)
   assert "[round1] reusing finished phase" in third.stdout
   assert "epoch 1/" not in third.stdout

@@ -1,0 +1,98 @@
+"""What a run shows on the console: the project's own lines and a progress bar, no library logs.
+
+Why: a default run used to print hundreds of INFO lines from orbax (checkpoint-manager
+internals, one block per save) and JAX's "Unable to initialize backend 'tpu'" probe around the
+few lines a user follows (data, epochs, members, time left, results). Library INFO logs are
+hidden unless absl's `--verbosity` flag is given (`--verbosity=0` INFO, `--verbosity=1` DEBUG);
+warnings and errors always show.
+
+The progress bar inside an epoch is fed by a host callback in the compiled epoch
+(train.train_epoch's `on_step`), which only exists when the bar is shown: a terminal on
+stderr, one device. It reads nothing the step computes, so results are bit-identical with and
+without it (tests/test_console.py); its cost is measured in BUILD_NOTES.md ("Console").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+
+from absl import flags, logging
+
+
+def configure_logging() -> None:
+  """Hides library INFO logs unless the user passed --verbosity (call after flag parsing)."""
+  if "verbosity" in flags.FLAGS and flags.FLAGS["verbosity"].present:
+    return  # absl's own levels, as asked
+  logging.set_verbosity(logging.WARNING)  # absl and Python loggers: warnings and errors only
+
+
+def interactive(stream=None) -> bool:
+  """True when `stream` (stderr) is a terminal: bars are for people, not for log files."""
+  stream = sys.stderr if stream is None else stream
+  return bool(getattr(stream, "isatty", lambda: False)())
+
+
+class _Bar:
+  """One tqdm bar over the steps of one epoch (all member passes), updated from the callback."""
+
+  def __init__(self, desc: str, total_steps: int, stream):
+    from tqdm import tqdm  # lazy: only interactive runs draw bars
+    self._lock = threading.Lock()
+    self._tqdm = tqdm(total=total_steps, desc=desc, unit="step", leave=False, file=stream,
+                      dynamic_ncols=True, mininterval=0.5)
+
+  def advance(self, done: int, every: int) -> None:
+    # Steps since the previous point: `every`, or the remainder at the epoch's last step.
+    with self._lock:
+      self._tqdm.update(done - every * ((done - 1) // every))
+
+  def close(self) -> None:
+    with self._lock:
+      self._tqdm.close()
+
+
+_active: _Bar | None = None
+
+
+def on_train_step(done, every) -> None:
+  """The host callback compiled into the epoch (a stable function: one compiled program)."""
+  bar = _active
+  if bar is not None:
+    bar.advance(int(done), int(every))
+
+
+@contextlib.contextmanager
+def epoch_bar(desc: str, total_steps: int, enabled: bool, stream=None):
+  """Shows a bar while the body trains one epoch; the body must wait for the epoch's results."""
+  global _active
+  if not enabled:
+    yield
+    return
+  _active = _Bar(desc, total_steps, sys.stderr if stream is None else stream)
+  try:
+    yield
+  finally:
+    bar, _active = _active, None
+    bar.close()
+
+
+def format_seconds(seconds: float) -> str:
+  """'42s', '3m05s', '1h02m': short enough for an epoch line."""
+  seconds = max(0, int(round(seconds)))
+  if seconds < 60:
+    return f"{seconds}s"
+  if seconds < 3600:
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def spread(values, fmt: str = "{:.3f}") -> str:
+  """One number for one member, 'min–max' over several (NaNs ignored; '–' if none)."""
+  import math
+  vals = [float(v) for v in values if math.isfinite(float(v))]
+  if not vals:
+    return "–"
+  lo, hi = min(vals), max(vals)
+  return fmt.format(lo) if lo == hi or len(vals) == 1 else f"{fmt.format(lo)}–{fmt.format(hi)}"
