@@ -159,7 +159,7 @@ class Trainer:
     if start < epochs:
       self.log(f"[{phase}] training {n} member{'s' if n > 1 else ''} for {epochs - start} "
                f"epoch{'s' if epochs - start > 1 else ''} ({steps} steps each)")
-    t_start = time.perf_counter()
+    epoch_seconds = []
     for epoch in range(start, epochs):
       t0 = time.perf_counter()
       with console.epoch_bar(f"[{phase}] epoch {epoch + 1}/{epochs}", bar_steps, bar):
@@ -180,12 +180,14 @@ class Trainer:
         ckpt.save(epoch + 1, {"states": states, "hparams": hp, "history": history})
       if writers is not None:
         writers.write(epoch + 1, {k: history[k][:, epoch] for k in HISTORY_FIELDS})
-      elapsed = time.perf_counter() - t_start
-      eta = elapsed / (epoch + 1 - start) * (epochs - epoch - 1)
+      epoch_seconds.append(seconds)
+      # The first epoch of a process includes compiling: later ones tell the pace better.
+      eta = float(np.median(epoch_seconds[1:] or epoch_seconds)) * (epochs - epoch - 1)
+      left = ("~" if len(epoch_seconds) > 1 else "at most ~") + console.format_seconds(eta)
       self.log(f"[{phase}] epoch {epoch + 1}/{epochs}  {seconds:.1f}s  loss "
                f"{console.spread(history['loss'][:, epoch])}  val acc "
                f"{console.spread(history['val_accuracy'][:, epoch])}  "
-               f"(~{console.format_seconds(eta)} left in this phase)")
+               f"({left} left in this phase)")
     if start < epochs:  # each member once, after its last epoch
       for i, label in enumerate(labels):
         self.log(f"    {label:<44s} loss {history['loss'][i, -1]:.4f}  "

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -46,8 +47,9 @@ def run(tmp_path_factory, tiny_cifar10_dir):
   return workdir, proc
 
 
+@pytest.mark.slow
 def test_results_json(run):
-  workdir, _ = run
+  workdir, proc = run
   results = _strict_json(workdir / "results.json")
   cfg = results["config"]
   rules, seeds = cfg["rules"], cfg["seeds"]
@@ -70,10 +72,24 @@ def test_results_json(run):
       np.testing.assert_array_equal(cm.sum(1), np.full(10, 20))  # 20 test images per class
       np.testing.assert_allclose(tpr, np.diag(cm) / cm.sum(1), rtol=1e-5)
       np.testing.assert_allclose(t["accuracy"], np.trace(cm) / cm.sum(), rtol=1e-5)
+  # In the same test as the run's other checks: under pytest-xdist, a second test using the
+  # module fixture could land on the other worker and pay for a second launch.
+  _no_temporary_files_left(workdir)
+  _console_is_short_and_quiet(proc)
 
 
-def test_no_temporary_files_left(run):
-  workdir, _ = run
+def _console_is_short_and_quiet(proc):
+  """The project's own lines only: no absl/orbax INFO records, no TPU-backend probe notice."""
+  assert not re.search(r"^I\d{4} ", proc.stderr, re.M), proc.stderr[:3000]
+  assert "Unable to initialize backend" not in proc.stderr
+  out = proc.stdout
+  for line in ("[baseline] epoch 1/1", "[round1] epoch 1/1", "| baseline |", "Best rule:",
+               "outputs: "):
+    assert line in out, out
+  assert len(out.splitlines()) <= 40, out
+
+
+def _no_temporary_files_left(workdir):
   leftovers = []
   for root, dirs, files in os.walk(workdir):
     for name in dirs + files:
