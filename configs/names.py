@@ -37,7 +37,11 @@ def get_config(preset: str = "names") -> ml_collections.ConfigDict:
   config.data.delimiter = ","
   config.data.encoding = "utf-8-sig"  # plain UTF-8, with or without a byte-order mark
   # both: encoding and split (lwi_jax/data/text.py)
-  config.data.max_len = 20  # characters kept (longer texts are truncated: 14 of 25,000 names)
+  config.data.normalization = "nfkc_casefold"  # 'none', 'nfkc', 'nfkc_casefold', 'strip_accents'
+  config.data.vocabulary = "learned"  # 'learned' (training split), 'latin' (fixed a-z), 'bytes'
+  config.data.min_char_count = 2  # 'learned': rarer characters of the training split -> OOV
+  config.data.max_len = 0  # symbols kept; 0 = the max_len_percentile of the training lengths
+  config.data.max_len_percentile = 99.5
   config.data.conflicts = "keep"  # identical inputs with different labels: keep, drop, majority
   config.data.validation_fraction = 0.1  # weights come from validation TPRs
   config.data.test_fraction = 0.2
@@ -96,5 +100,4 @@ def get_config(preset: str = "names") -> ml_collections.ConfigDict:
     config.workdir = "runs/names_study"
   if preset == "csv":
     config.data.name = "csv"
-    config.data.max_len = 64
   return config

@@ -231,6 +231,8 @@ class Study:
       d = self._data
       self.log(f"data: {self.config.data.name}  train {len(d.train)}  validation "
                f"{len(d.validation)}  test {len(d.test)}  classes {list(d.class_names)}")
+      for line in data_lib.summary_lines(d):
+        self.log(line)
     return self._data
 
   @property
@@ -264,7 +266,9 @@ class Study:
     cfg = self.config
     seeds = list(cfg.seeds)
     os.makedirs(self.workdir, exist_ok=True)
-    base_key = fingerprint(cfg, "baseline")
+    # A learned vocabulary is derived from the data: a phase depends on it explicitly.
+    vocab = self.data.info.get("vocabulary", {}).get("sha256")
+    base_key = fingerprint(cfg, "baseline", *([vocab] if vocab else []))
     baseline = self._phase(
         "baseline", base_key, [f"baseline@seed{s}" for s in seeds], seeds, ["baseline"] * len(seeds),
         lambda: ensemble.stack([train.MemberHParams.create(

@@ -12,7 +12,8 @@ from lwi_jax.data.errors import DataError
 def _cfg(path, **kw):
   base = dict(name="csv", path=str(path), text_column="name", label_column="country",
               delimiter=",", encoding="utf-8-sig", max_len=16, conflicts="keep",
-              validation_fraction=0.1, test_fraction=0.2, split_seed=0)
+              validation_fraction=0.1, test_fraction=0.2, split_seed=0,
+              vocabulary="latin", normalization="strip_accents")  # text.py's own tests: learned
   base.update(kw)
   return ml_collections.ConfigDict(base)
 

@@ -66,14 +66,16 @@ def _cfg(tmp_path, **kw):
   return ml_collections.ConfigDict(base)
 
 
-def test_pool_normalises_filters_and_merges_spellings():
-  ranked = [(1, "Müller"), (2, "Schmidt"), (3, "Muller"), (4, "Anne Marie"), (5, "李"),
-            (6, "O'Neil"), (7, "Hans-Peter"), (8, "Weber")]
+def test_pool_keeps_spellings_filters_and_merges_unicode_forms():
+  # Rank 3 is "Müller" decomposed (NFD): the same name after NFC. "Muller" is another name.
+  ranked = [(1, "Müller"), (2, "Schmidt"), (3, "Mu\u0308ller"), (4, "Anne Marie"), (5, "李"),
+            (6, "O'Neil"), (7, "Hans-Peter"), (8, "Weber"), (9, "Muller")]
   pool, p = names.name_pool(ranked, top_k=10, exponent=1.0)
-  assert pool == ["muller", "schmidt", "o'neil", "hans-peter", "weber"]  # multi-word, CJK out
-  w = np.asarray([1 + 1 / 3, 1 / 2, 1 / 6, 1 / 7, 1 / 8])
+  # Written as they are (accents and case kept, any script); multi-word names out.
+  assert pool == ["Müller", "Schmidt", "李", "O'Neil", "Hans-Peter", "Weber", "Muller"]
+  w = np.asarray([1 + 1 / 3, 1 / 2, 1 / 5, 1 / 6, 1 / 7, 1 / 8, 1 / 9])
   np.testing.assert_allclose(p, w / w.sum())
-  assert names.name_pool(ranked, top_k=2, exponent=1.0)[0] == ["muller", "schmidt"]
+  assert names.name_pool(ranked, top_k=2, exponent=1.0)[0] == ["Müller", "Schmidt"]
   _, uniform = names.name_pool(ranked, top_k=2, exponent=0.0)
   np.testing.assert_allclose(uniform, [2 / 3, 1 / 3])  # merged spellings still add up
 
@@ -97,17 +99,17 @@ def test_classes_are_balanced_distinct_and_disjoint():
   assert sum(built["stats"]["moved_cross_class"].values()) > 0
   for s in built["names"]:
     first, last = s.split(" ")
-    assert text.normalize(s) == s and first and last
+    assert names.canonical(s) == s and first and last
 
 
 def test_a_collided_string_stays_with_the_more_probable_class():
-  # "john smith" has p = 1 under GB and 2/3 * 1 under US, so GB keeps it.
+  # "John Smith" has p = 1 under GB and 2/3 * 1 under US, so GB keeps it.
   ranks = {"GB": {"first": [(1, "John")], "last": [(1, "Smith")]},
            "US": {"first": [(1, "John"), (2, "Mike")], "last": [(1, "Smith")]}}
   params = names.BuildParams(countries=("GB", "US"), per_class=1, top_k=5, seed=0)
   for seed in range(5):  # whichever string US draws first, the outcome is the same
     built = names.sample_names(ranks, dataclasses.replace(params, seed=seed))
-    assert built["names"] == ["john smith", "mike smith"]
+    assert built["names"] == ["John Smith", "Mike Smith"]
   with pytest.raises(DataError, match="distinct names"):
     names.sample_names(ranks, names.BuildParams(countries=("GB", "US"), per_class=2, top_k=5))
 
@@ -151,7 +153,8 @@ def test_cache_dir_resolution(monkeypatch, tmp_path):
 def test_loader_splits_never_share_a_string(tmp_path):
   data = names.load_names(_cfg(tmp_path), rank_source=fixture_ranks)
   assert data.class_names == ("GB", "US", "DE")
-  splits = {s: {text.decode(r) for r in getattr(data, s).inputs}
+  vocab = text.vocabulary_from_info(data.info)
+  splits = {s: {text.decode(r, vocab) for r in getattr(data, s).inputs}
             for s in ("train", "validation", "test")}
   assert not splits["train"] & splits["validation"]
   assert not splits["train"] & splits["test"]
@@ -159,7 +162,8 @@ def test_loader_splits_never_share_a_string(tmp_path):
   np.testing.assert_array_equal(np.bincount(data.test.labels), [12] * 3)
   np.testing.assert_array_equal(np.bincount(data.validation.labels), [6] * 3)
   assert data.train.inputs.dtype == np.int32 and data.train.inputs.shape[1] == 20
-  assert data.info["vocab_size"] == text.VOCAB_SIZE and not data.info["from_cache"]
+  assert data.info["vocab_size"] == vocab.size and not data.info["from_cache"]
+  assert {"ö", "ü"} <= set(vocab.symbols)  # accents are kept (learned from training rows)
   assert names.load_names(_cfg(tmp_path), rank_source=fixture_ranks).info["from_cache"]
 
 
@@ -195,6 +199,7 @@ def test_real_package_path(tmp_path):
   assert info["pool_sizes"] == {"GB": [300, 300], "US": [300, 300]}
   assert info["last_name_jaccard"]["GB-US"] > 0.15  # the overlap the experiment is about
   assert len(data.train) + len(data.validation) + len(data.test) == 600
-  decoded = {text.decode(r) for r in data.train.inputs[data.train.labels == 0]}
+  decoded = {text.decode(r, text.vocabulary_from_info(info))
+             for r in data.train.inputs[data.train.labels == 0]}
   assert any(s.endswith(" smith") for s in decoded)
   assert data_lib.load_dataset(cfg).info["from_cache"]  # second load: no package load

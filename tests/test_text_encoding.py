@@ -8,7 +8,7 @@ from lwi_jax.data import text
 from lwi_jax.data.errors import DataError
 
 
-def test_accents_are_stripped_and_case_folded():
+def test_strip_accents_folds_case_and_drops_accents():
   assert text.normalize("José  MÜLLER ") == "jose muller"
   assert text.normalize("Ñúñez-O'Brien") == "nunez-o'brien"
   assert text.normalize("Strauß") == "strauss"  # casefold, not just lower()
@@ -57,7 +57,8 @@ def _cfg(**kw):
 
 
 def _rows(data):
-  return {split: {text.decode(r) for r in getattr(data, split).inputs}
+  vocab = text.vocabulary_from_info(data.info)
+  return {split: {text.decode(r, vocab) for r in getattr(data, split).inputs}
           for split in ("train", "validation", "test")}
 
 
@@ -76,7 +77,10 @@ def test_no_input_is_in_two_splits_and_classes_are_stratified():
   for split, n_groups in (("validation", 6), ("test", 6)):
     np.testing.assert_array_equal(np.bincount(getattr(data, split).labels), [3 * n_groups] * 2)
   assert len(data.train) + len(data.validation) + len(data.test) == len(texts)
-  assert data.info["vocab_size"] == text.VOCAB_SIZE and data.info["max_len"] == 12
+  assert data.info["max_len"] == 12
+  # The learned vocabulary: the training split's characters, in code-point order.
+  assert data.info["vocabulary"]["symbols"] == "0123456789aemn"
+  assert data.info["vocab_size"] == 2 + 14
 
 
 def test_split_is_deterministic_for_a_seed():
@@ -117,6 +121,10 @@ def test_too_few_examples_for_the_split_names_the_class():
 def test_empty_texts_are_dropped_and_counted():
   texts = [f"w{i}" for i in range(20)] + ["   ", "\u0301"]  # whitespace; a lone combining mark
   labels = np.asarray([i % 2 for i in range(22)], np.int32)
-  data = text.make_text_data(texts, labels, ("a", "b"), _cfg())
+  data = text.make_text_data(texts, labels, ("a", "b"), _cfg(normalization="strip_accents"))
   assert data.info["dropped_empty"] == 2
+  assert data.info["per_class"]["a"]["dropped_empty"] == 1
   assert len(data.train) + len(data.validation) + len(data.test) == 20
+  # Only 'strip_accents' removes a combining mark; the other forms keep it as a character.
+  kept = text.make_text_data(texts, labels, ("a", "b"), _cfg(normalization="nfkc_casefold"))
+  assert kept.info["dropped_empty"] == 1

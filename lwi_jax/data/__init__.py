@@ -9,14 +9,14 @@ from typing import Callable
 
 import numpy as np
 
-from lwi_jax.data import cifar10, csv_source
+from lwi_jax.data import cifar10, csv_source, text
 from lwi_jax.data import names as names_source
 from lwi_jax.data.errors import DataError
 from lwi_jax.data.splits import per_class_subset, stratified_split
 from lwi_jax.data.types import ClassificationData, Split
 
 __all__ = ["ClassificationData", "DataError", "Split", "LOADERS", "load_dataset",
-           "with_validation_split"]
+           "summary_lines", "with_validation_split"]
 
 
 def with_validation_split(pool: Split, test: Split, class_names, cfg, info=None
@@ -64,3 +64,8 @@ def load_dataset(cfg) -> ClassificationData:
     missing = [data.class_names[i] for i in np.flatnonzero(counts == 0)]
     raise DataError(f"{cfg.name}: classes without training examples: {missing}")
   return data
+
+
+def summary_lines(data: ClassificationData) -> list[str]:
+  """Console lines about what a source did to the data (text: per-class facts and warnings)."""
+  return text.summary_lines(data.info)

@@ -9,11 +9,14 @@ package authors from a large public leak of social-network profiles; this module
 per-country name frequency ranks, never any personal record.
 
 How a class is built (all of it deterministic for `build_seed`):
-  1. Pools: a country's ranked first and last names, normalised like every text input
-     (`text.normalize`: lowercase, accents stripped), keeping single words of Latin letters
-     (inner "-" or "'" allowed). Spellings that normalise alike ("Müller", "Muller") merge and
-     add up their weights. The `top_k` best-ranked names form the pool, the name of rank r
-     weighing r^-zipf_exponent (Zipf-like: popular names are drawn more often).
+  1. Pools: a country's ranked first and last names AS WRITTEN (Unicode NFC, case and accents
+     kept: "Müller" and "Muller" are two names, "ñ" or "ø" are signal), keeping single words of
+     letters in any script (inner "-" or "'" allowed). Encodings reduce them later, as chosen
+     by data.normalization and data.vocabulary (text.py), so the build never depends on the
+     encoding. Spellings equal after NFC merge and add up their weights. The `top_k`
+     best-ranked names form the pool, the name of rank r weighing r^-zipf_exponent (Zipf-like:
+     popular names are drawn more often). (Build version 1 stripped accents and kept only
+     a-z here.)
   2. Draws: a first and a last name, independently from the two pools, with the class's own
      random stream (seeded by build_seed and the country code). A "first last" string that was
      already drawn is skipped, so a class holds `per_class` DISTINCT strings.
@@ -42,6 +45,7 @@ import hashlib
 import json
 import os
 import re
+import unicodedata
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -53,8 +57,8 @@ from lwi_jax.data.types import ClassificationData
 
 DEFAULT_COUNTRIES = ("GB", "US", "ES", "DE", "IT")
 # Bump when the build procedure changes, so old cache files are not reused.
-BUILD_VERSION = 1
-_WORD = re.compile(r"[a-z]+(?:['-][a-z]+)*")
+BUILD_VERSION = 2
+_WORD = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*")  # letters of any script
 
 # country code -> {"first": [(rank, raw name), ...], "last": [...]}, any order.
 RankLists = Mapping[str, Mapping[str, Sequence[tuple[int, str]]]]
@@ -124,10 +128,10 @@ def rank_lists_from_package(countries: Sequence[str]) -> RankLists:
 
 def name_pool(ranked: Sequence[tuple[int, str]], top_k: int, exponent: float
               ) -> tuple[list[str], np.ndarray]:
-  """(names, probabilities): the top_k normalised single-word names, p ∝ sum of rank^-exponent."""
+  """(names, probabilities): the top_k single-word names (NFC), p ∝ sum of rank^-exponent."""
   weights: dict[str, float] = {}
   for rank, raw in sorted(ranked):
-    name = text.normalize(raw)
+    name = canonical(raw)
     if not _WORD.fullmatch(name):
       continue
     if name not in weights:
@@ -138,6 +142,11 @@ def name_pool(ranked: Sequence[tuple[int, str]], top_k: int, exponent: float
   names = list(weights)
   p = np.asarray([weights[n] for n in names], np.float64)
   return names, (p / p.sum() if p.size else p)
+
+
+def canonical(name: str) -> str:
+  """A name as written, in one Unicode form: NFC, whitespace runs collapsed."""
+  return " ".join(unicodedata.normalize("NFC", name).split())
 
 
 class _DistinctDraws:
