@@ -21,8 +21,8 @@ How a class is built (all of it deterministic for `build_seed`):
      random stream (seeded by build_seed and the country code). A "first last" string that was
      already drawn is skipped, so a class holds `per_class` DISTINCT strings.
   3. One class per string. Classes draw independently, so a string like "david smith" can be
-     drawn by GB and by US: with the defaults 591 of the 25,000 first draws were drawn by two
-     classes (373 US/ES, 205 GB/US, 13 other pairs). Such a string stays only in the class,
+     drawn by GB and by US: with the defaults (build version 1) 591 of the 25,000 first draws
+     were drawn by two classes (373 US/ES, 205 GB/US, 13 other pairs). Such a string stays only in the class,
      among those that drew it, under which it is most probable (p(first) * p(last) from that
      class's pools; ties go to the class listed first); every other class that drew it removes
      it and draws a replacement, repeating until no string is in two classes. So there is
@@ -35,7 +35,8 @@ Loading the package costs ~15 s and ~1.8 GB of memory, so the built dataset (str
 a few hundred KB of JSON) is cached in a file named by a hash of the build parameters, written
 atomically. The cache directory is `data.cache_dir`, else $LWI_JAX_CACHE_DIR, else
 $XDG_CACHE_HOME/lwi_jax, else ~/.cache/lwi_jax. Encoding and the split are NOT cached: they are
-cheap and applied on every load (see text.py), so changing max_len or the split never rebuilds.
+cheap and applied on every load (see text.py), so changing the normalisation, the vocabulary,
+max_len or the split never rebuilds.
 """
 
 from __future__ import annotations
