@@ -62,6 +62,7 @@ def main():
   p.add_argument("--cache_dir", default="")
   p.add_argument("--out", default="")
   p.add_argument("--epochs", type=int, default=0, help="0 = the config's")
+  p.add_argument("--split_seed", type=int, default=-1, help="-1 = the config's")
   args = p.parse_args()
   seeds = [int(s) for s in args.seeds.split(",")]
   rows = {}
@@ -72,6 +73,8 @@ def main():
       config.data.cache_dir = args.cache_dir
     if args.epochs:
       config.train.epochs = args.epochs
+    if args.split_seed >= 0:
+      config.data.split_seed = args.split_seed
     if enc != "default":
       config.data.normalization, config.data.vocabulary = enc.split("/")
     r = measure(config, seeds)

@@ -5,10 +5,12 @@ The encoder must not destroy it, so by default the vocabulary is LEARNED from th
 
   1. Normalisation (`data.normalization`, applied to every row first):
        'none'          - the text as written;
-       'nfkc'          - Unicode NFKC (full-width letters, ligatures, composed accents unified);
+       'nfkc'          - Unicode NFKC (full-width letters, ligatures, composed accents unified;
+                         case and accents kept). The default: the best names baseline of the
+                         four (BUILD_NOTES.md, "Text encoding");
        'nfkc_casefold' - NFKC and case folded ("MÜLLER" -> "müller", "ß" -> "ss"), accents kept;
        'strip_accents' - casefold, NFKD with the combining marks removed ("José" -> "jose"):
-                         the encoding of lwi-jax <= 0.1.
+                         the only encoding before issue #13.
      Every choice also collapses whitespace runs to one space and trims both ends.
   2. The split (rule below) groups rows by their NORMALISED string.
   3. The vocabulary (`data.vocabulary`):
@@ -65,7 +67,7 @@ VOCAB_SIZE = len(VOCAB)
 CONFLICT_POLICIES = ("keep", "drop", "majority")
 NORMALIZATIONS = ("none", "nfkc", "nfkc_casefold", "strip_accents")
 VOCABULARIES = ("learned", "latin", "bytes")
-DEFAULT_NORMALIZATION = "nfkc_casefold"
+DEFAULT_NORMALIZATION = "nfkc"
 DEFAULT_VOCABULARY = "learned"
 DEFAULT_MIN_CHAR_COUNT = 2
 DEFAULT_MAX_LEN_PERCENTILE = 99.5
@@ -139,7 +141,7 @@ BYTES = Vocabulary("bytes")
 
 
 def learn_vocabulary(normalized_texts: Sequence[str], min_count: int) -> Vocabulary:
-  """Characters seen >= min_count times in `normalized_texts` (the training split), by code point."""
+  """Characters seen >= min_count times in `normalized_texts` (training rows), by code point."""
   if int(min_count) < 1:
     raise DataError(f"data.min_char_count={min_count} must be >= 1")
   counts = collections.Counter(ch for t in normalized_texts for ch in t)
@@ -406,7 +408,7 @@ def make_text_data(texts: Sequence[str], labels: np.ndarray, class_names: Sequen
       np.asarray([len(vocab.units(t)) for t in train_texts]), pct)
   enc = encode_normalized(norm, resolved_len, vocab)
   held_out = np.zeros(labels.size, bool)
-  held_out[va] = held_out[te] = True
+  held_out[np.concatenate([va, te])] = True
   train_rows = {enc.ids[i].tobytes() for i in tr}
   facts = class_facts(labels, groups, enc, dropped, held_out, class_names)
   info = dict(info or {})
