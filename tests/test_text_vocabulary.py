@@ -155,6 +155,16 @@ def test_per_class_facts_and_loud_warnings():
   learned = text.make_text_data(ru + dup + en, labels, ("ru", "dup", "en"), _cfg())
   assert learned.info["per_class"]["ru"]["oov_share"] == 0.0
   assert [w for w in learned.info["warnings"] if "out-of-vocabulary" in w] == []
+  assert learned.info["held_out_identical_to_train"] == {"validation": 0, "test": 0}
+  # Distinct Cyrillic names that the Latin vocabulary turns into the same '??' land in every
+  # split (the split groups normalised strings): counted, and warned about.
+  pairs = [a + b for a in "абвгдежз" for b in "клмнопрс"][:40]
+  collapsed = text.make_text_data(pairs + en, np.repeat(np.arange(2, dtype=np.int32), 40),
+                                  ("ru", "en"), _cfg(vocabulary="latin"))
+  same = collapsed.info["held_out_identical_to_train"]
+  assert same["validation"] + same["test"] == 16  # every held-out 'ru' row: 8 + 8
+  assert "16 of 32 validation/test rows encode exactly like a training row" in (
+      collapsed.info["warnings"][-1])
 
 
 GREEK = "αβγδεζηθικλμνξοπρστυφχψω"

@@ -41,7 +41,8 @@ Split rule: rows with the same normalised string form one group, and a group goe
 one of train / validation / test. Groups are stratified by label: every class gives the same
 fraction of its groups to validation and to test. Per class the loader reports the rows the
 rule merged (rows minus distinct inputs), the truncated rows and the OOV share, and warns
-loudly when a class is > 5% OOV or > 10% merged.
+loudly when a class is > 5% OOV or > 10% merged (and when > 1% of the held-out rows encode
+exactly like a training row).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ DEFAULT_MIN_CHAR_COUNT = 2
 DEFAULT_MAX_LEN_PERCENTILE = 99.5
 OOV_WARN_SHARE = 0.05
 MERGED_WARN_SHARE = 0.10
+IDENTICAL_WARN_SHARE = 0.01  # of the held-out rows
 
 
 def normalize(text: str, form: str = "strip_accents") -> str:
@@ -410,7 +412,14 @@ def make_text_data(texts: Sequence[str], labels: np.ndarray, class_names: Sequen
   held_out = np.zeros(labels.size, bool)
   held_out[np.concatenate([va, te])] = True
   train_rows = {enc.ids[i].tobytes() for i in tr}
+  same = {name: int(sum(enc.ids[i].tobytes() in train_rows for i in idx))
+          for name, idx in (("validation", va), ("test", te))}
   facts = class_facts(labels, groups, enc, dropped, held_out, class_names)
+  warnings = warnings_for(facts)
+  if sum(same.values()) > IDENTICAL_WARN_SHARE * max(va.size + te.size, 1):
+    warnings.append(f"{sum(same.values())} of {va.size + te.size} validation/test rows encode "
+                    "exactly like a training row (they differ only in OOV symbols or after "
+                    "max_len): the held-out scores partly measure memorisation")
   info = dict(info or {})
   info.update(encoding_info(resolved_len, vocab))
   info.update({
@@ -419,10 +428,7 @@ def make_text_data(texts: Sequence[str], labels: np.ndarray, class_names: Sequen
       "dropped_empty": int(dropped.sum()), "conflicting_texts": n_conflicts,
       "conflicts": cfg.get("conflicts", "keep"),
       "distinct_inputs": int(groups.max()) + 1 if groups.size else 0,
-      "held_out_identical_to_train": {
-          name: int(sum(enc.ids[i].tobytes() in train_rows for i in idx))
-          for name, idx in (("validation", va), ("test", te))},
-      "per_class": facts, "warnings": warnings_for(facts)})
+      "held_out_identical_to_train": same, "per_class": facts, "warnings": warnings})
   take = lambda idx: Split(enc.ids[idx], labels[idx])
   return ClassificationData(train=take(tr), validation=take(va), test=take(te),
                             class_names=tuple(class_names), info=info)
