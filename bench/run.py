@@ -95,7 +95,7 @@ def _model_and_data(model_name: str, args, steps: int):
   if model_name == "conv_lstm":
     from lwi_jax.data import text  # noqa: PLC0415
     cfg = load_config("names")
-    length = int(cfg.data.max_len)
+    length = int(cfg.data.max_len) or 19  # 0 = from the data: 19 for the names (BUILD_NOTES)
     info = text.encoding_info(length)
     classes = len(cfg.data.countries)
     model = models_lib.create_model(cfg.model, classes, info)
