@@ -1,10 +1,15 @@
 """Text in any script: normalisation forms, the vocabulary learned from the training split,
 UTF-8 bytes, max_len from the data, per-class facts and their warnings."""
 
+import importlib.util
+import os
+
 import ml_collections
 import numpy as np
 import pytest
 
+from lwi_jax import data as data_lib
+from lwi_jax import experiment
 from lwi_jax.data import text
 from lwi_jax.data.errors import DataError
 
@@ -186,8 +191,6 @@ def script_csv(path, n_per_class=150, seed=0):
 
 
 def _load_config():
-  import importlib.util
-  import os
   spec = importlib.util.spec_from_file_location(
       "names_config", os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs",
                                    "names.py"))
@@ -197,8 +200,6 @@ def _load_config():
 
 
 def test_a_csv_whose_classes_differ_only_by_script_is_learned_and_resumes(tmp_path):
-  from lwi_jax import data as data_lib
-  from lwi_jax import experiment
   config = _load_config()
   config.data.path = str(script_csv(tmp_path / "scripts.csv"))
   config.data.text_column, config.data.label_column = "name", "label"
