@@ -3,7 +3,7 @@
 from absl import app, flags
 from ml_collections import config_flags
 
-from lwi_jax import console, experiment
+from lwi_jax import console, experiment, sharding
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
                                           lock_config=True)
@@ -14,6 +14,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   console.configure_logging()  # library INFO logs only with --verbosity
+  sharding.initialize_distributed(_CONFIG.value)  # before anything else touches JAX
   experiment.run(_CONFIG.value)
 
 

@@ -83,6 +83,8 @@ def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
   d = config.to_dict()
   for key in ("workdir", "rules", "rounds", "compare"):
     d.pop(key, None)
+  for key in sharding.LAUNCH_FIELDS:  # differ between the processes of one distributed run
+    d.get("train", {}).pop(key, None)
   blob = json.dumps([d, parts], sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -122,22 +124,27 @@ class Trainer:
                                      self.compiler_options)
     return fn(states, *self.eval_sets[split])
 
-  def evaluate(self, states, split: str) -> list[dict]:
-    return summaries_from_confusions(np.asarray(self.confusions(states, split)))
+  def evaluate(self, states, split: str, num_members: int | None = None) -> list[dict]:
+    """Per-member summaries of the first `num_members` members (all: None), e.g. unpadded."""
+    return summaries_from_confusions(np.asarray(self.confusions(states, split))[:num_members])
 
   def fit(self, phase: str, labels: list[str], seeds: list[int], hparams: train.MemberHParams,
           checkpoint_dir: str | None = None, tensorboard_dir: str | None = None):
     """Trains len(seeds) members in one compiled program, resuming from `checkpoint_dir`.
 
-    Returns (states, carried hparams, history {field: [E, epochs]}).
+    Returns (states, carried hparams, history {field: [E, epochs]}). With a mesh of D devices
+    the members are padded to a multiple of D for the whole phase (copies of the last member),
+    so the states stay split evenly over the devices instead of coming back whole on each;
+    the returned states keep the padding (`evaluate` drops it), hparams and history do not.
     """
     cfg = self.config.train
     epochs, n = cfg.epochs, len(seeds)
     dynamic = bool(np.any(np.asarray(hparams.dynamic_tau) >= 0))
     eval_each_epoch = dynamic or cfg.get("eval_every_epoch", True)
+    seeds = sharding.pad_to_mesh(list(seeds), self.mesh)
     carry = {"states": train.init_ensemble(self.model, self.tx, self.sample_inputs, seeds,
                                              mesh=self.mesh),
-             "hparams": hparams,
+             "hparams": sharding.replicate(sharding.pad_to_mesh(hparams, self.mesh), self.mesh),
              "history": {k: np.full((n, epochs), np.nan, np.float32) for k in HISTORY_FIELDS}}
     ckpt = checkpoint_lib.PhaseCheckpointer(checkpoint_dir) if checkpoint_dir else None
     start = 0
@@ -147,7 +154,8 @@ class Trainer:
       self.log(f"[{phase}] resumed from the checkpoint after epoch {start}")
     states, hp = carry["states"], carry["hparams"]
     history = {k: np.array(v) for k, v in carry["history"].items()}
-    writers = reporting.TensorBoard(tensorboard_dir, labels) if tensorboard_dir else None
+    writers = (reporting.TensorBoard(tensorboard_dir, labels)
+               if tensorboard_dir and sharding.is_primary() else None)
     bar = self.progress and self.mesh is None
     epoch_fn = train.ensemble_train_epoch_fn(cfg.batch_size, cfg.augment, cfg.ensemble_strategy,
                                              cfg.get("ensemble_chunk", 0), self.mesh,
@@ -165,11 +173,12 @@ class Trainer:
       with console.epoch_bar(f"[{phase}] epoch {epoch + 1}/{epochs}", bar_steps, bar):
         states, hp, m = epoch_fn(states, hp, train.ensemble_epoch_keys(seeds, epoch),
                                  jnp.int32(epoch), self.train_inputs, self.train_labels)
-        m = jax.device_get(m)  # waits for the epoch (the bar closes when it is done)
+        # waits for the epoch (the bar closes when it is done); padding members dropped
+        m = jax.tree.map(lambda x: x[:n], jax.device_get(m))
       val_acc = np.full(n, np.nan, np.float32)
       if eval_each_epoch:
         cms = self.confusions(states, "validation")
-        val_acc = np.trace(np.asarray(cms), axis1=1, axis2=2) / np.asarray(cms).sum((1, 2))
+        val_acc = (np.trace(np.asarray(cms), axis1=1, axis2=2) / np.asarray(cms).sum((1, 2)))[:n]
         if dynamic:
           hp = train.ensemble_dynamic_weights_update(hp, cms)
       seconds = time.perf_counter() - t0
@@ -197,7 +206,7 @@ class Trainer:
       writers.close()
     if ckpt is not None:
       ckpt.close()
-    return states, hp, history
+    return states, jax.tree.map(lambda x: x[:n], hp), history
 
 
 def _fmt_vec(v) -> str:
@@ -244,7 +253,7 @@ class Study:
   def _phase(self, name: str, key: str, labels, seeds, rules, make_hparams) -> dict:
     """Loads a finished phase, or trains (resuming from its checkpoints) and saves it."""
     path = os.path.join(self.workdir, "phases", f"{name}-{key}.json")
-    if os.path.exists(path):
+    if sharding.primary_decides(os.path.exists(path)):
       self.log(f"[{name}] reusing finished phase {os.path.relpath(path, self.workdir)}")
       with open(path) as f:
         return reporting.arrays_from_json(json.load(f))
@@ -255,11 +264,13 @@ class Study:
         checkpoint_dir=os.path.join(self.workdir, "checkpoints", f"{name}-{key}"),
         tensorboard_dir=os.path.join(self.workdir, "tensorboard", name))
     result = _phase_result(labels, seeds, rules, hparams_start, jax.device_get(hp_end), history,
-                           self.trainer.evaluate(states, "validation"),
-                           self.trainer.evaluate(states, "test"))
-    io_utils.atomic_write_json(path, result)
-    with open(path) as f:  # the saved form is the one every later step reads (resume == fresh)
-      return reporting.arrays_from_json(json.load(f))
+                           self.trainer.evaluate(states, "validation", len(seeds)),
+                           self.trainer.evaluate(states, "test", len(seeds)))
+    text = io_utils.json_text(result)
+    if sharding.is_primary():
+      io_utils.atomic_write_text(path, text)
+    # The saved form is the one every later step reads (resume == fresh), in every process.
+    return reporting.arrays_from_json(json.loads(text))
 
   def run(self) -> dict:
     t_start = time.perf_counter()
@@ -298,6 +309,8 @@ class Study:
 
     results = reporting.assemble_results(cfg, self.data, baseline, rounds, self.specs,
                                          time.perf_counter() - t_start)
+    if not sharding.is_primary():  # one writer: process 0
+      return results
     reporting.write_outputs(self.workdir, results, self.log)
     self.log(f"outputs: {self.workdir}/ (report.md, results.json, summary.csv, plots/, "
              f"tensorboard/); {console.format_seconds(results['wall_seconds'])} in all")
@@ -306,4 +319,5 @@ class Study:
 
 def run(config: ml_collections.ConfigDict, log: Printer = _print) -> dict:
   """Runs (or resumes) the study of `config`; writes everything into `config.workdir`."""
-  return Study(config, log).run()
+  with sharding.explain_peer_failure():
+    return Study(config, log).run()

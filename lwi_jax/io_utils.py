@@ -41,5 +41,10 @@ def atomic_write_text(path: str, text: str) -> None:
   atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj) -> str:
+  """Strict JSON (non-finite numbers become null) of numpy / jax containers."""
+  return json.dumps(_to_jsonable(obj), indent=1, allow_nan=False) + "\n"
+
+
 def atomic_write_json(path: str, obj) -> None:
-  atomic_write_text(path, json.dumps(_to_jsonable(obj), indent=1, allow_nan=False) + "\n")
+  atomic_write_text(path, json_text(obj))

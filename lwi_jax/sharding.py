@@ -9,21 +9,36 @@ members through `jax.shard_map`, so the per-device program is exactly the one-de
 
 E not divisible by D: the member axis is padded inside the compiled function with copies of the
 last member (at most D - 1 extra members of compute) and the copies are dropped from the
-outputs, so any E works.
+outputs, so any E works. An E-member output cannot be split evenly, though, so XLA returns it
+replicated: every device would hold all E members' states between epochs. The trainer therefore
+pads a phase's members to a multiple of D once, for the whole phase (`pad_to_mesh`), and drops
+the copies from what it reports (experiment.Trainer.fit / evaluate).
 
-Multi-host (several processes, one per host): set config.train.distributed=True; the launcher
-calls `initialize_distributed(config)` (`jax.distributed.initialize()`, before anything else
-touches JAX) and every process runs the same program on the same data; the mesh spans all
-processes' devices. Small per-member outputs (metrics, hyper-parameters, confusion matrices)
-come back replicated so every host can read them; train states stay sharded.
+Several processes (one per host, or several on one host): config.train.distributed=True. The
+launcher calls `initialize_distributed(config)` before anything else touches JAX; it starts JAX's
+distributed runtime (`jax.distributed.initialize`) with the coordinator address / number of
+processes / process id from config.train (else $JAX_COORDINATOR_ADDRESS and JAX's auto-detection:
+SLURM, Open MPI, Cloud TPU, Kubernetes). Every process runs the same program on the same data; the
+mesh spans every process's devices, the member axis is split across all of them, and each process
+places only the shards of its own devices (`jax.make_array_from_callback`, or `device_put` of a
+value every process holds identically). Small per-member outputs (metrics, hyper-parameters,
+confusion matrices) come back replicated so every process can read them; train states stay
+sharded (padded to a multiple of D) and orbax checkpoints them shard by shard. Only the primary process
+(`is_primary()`) writes files; the workdir must be on a filesystem every process sees. A dead
+process makes the others fail in their next collective, or after
+`train.heartbeat_timeout_seconds` when JAX's coordination service notices it.
 
 Config (config.train): shard_ensemble (bool, default False), num_devices (0 = all devices),
-distributed (bool, default False).
+distributed (bool, default False; implies shard_ensemble), coordinator_address ('' = auto),
+num_processes (0 = auto), process_id (-1 = auto), heartbeat_timeout_seconds,
+init_timeout_seconds. The last five only say how to reach the other processes, so they are not
+part of a phase's fingerprint (`LAUNCH_FIELDS`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -34,10 +49,75 @@ from lwi_jax import ensemble
 AXIS = "ensemble"
 
 
-def initialize_distributed(config) -> None:
-  """`jax.distributed.initialize()` when config.train.distributed; call before any JAX work."""
-  if config.train.get("distributed", False):
-    jax.distributed.initialize()
+# How this process reaches the others; they differ between processes of one run (process_id),
+# so the phase fingerprints leave them out (experiment.fingerprint).
+LAUNCH_FIELDS = ("coordinator_address", "num_processes", "process_id", "heartbeat_timeout_seconds",
+                 "init_timeout_seconds")
+
+
+def initialize_distributed(config) -> bool:
+  """Starts JAX's distributed runtime when config.train.distributed; call before any JAX work.
+
+  Unset fields ('' / 0 / -1) are left to JAX: $JAX_COORDINATOR_ADDRESS, then cluster
+  auto-detection (SLURM, Open MPI, Cloud TPU pods, Kubernetes). On CPU the cross-process
+  collectives are gloo (this JAX's default `jax_cpu_collectives_implementation`). Returns whether
+  the runtime was started.
+  """
+  cfg = config.train
+  if not cfg.get("distributed", False):
+    return False
+  kwargs = {}
+  if cfg.get("coordinator_address", ""):
+    kwargs["coordinator_address"] = str(cfg.coordinator_address)
+  if int(cfg.get("num_processes", 0)) > 0:
+    kwargs["num_processes"] = int(cfg.num_processes)
+  if int(cfg.get("process_id", -1)) >= 0:
+    kwargs["process_id"] = int(cfg.process_id)
+  jax.distributed.initialize(
+      **kwargs, initialization_timeout=int(cfg.get("init_timeout_seconds", 300)),
+      heartbeat_timeout_seconds=int(cfg.get("heartbeat_timeout_seconds", 60)))
+  return True
+
+
+def process_index() -> int:
+  """This process's index among the processes of the run (0 when there is only one)."""
+  return jax.process_index()
+
+
+def is_primary() -> bool:
+  """True in the one process that writes files (results, reports, plots, TensorBoard, locks)."""
+  return process_index() == 0
+
+
+@contextlib.contextmanager
+def explain_peer_failure() -> Iterator[None]:
+  """Says what a failed cross-process operation most likely means, and how to resume.
+
+  When a process of a distributed run dies, the others fail in their next collective with a
+  transport error (e.g. gloo's "Connection reset by peer") or are stopped by JAX's coordination
+  service after train.heartbeat_timeout_seconds; neither names the cure.
+  """
+  try:
+    yield
+  except jax.errors.JaxRuntimeError as err:
+    if jax.process_count() == 1:
+      raise
+    raise RuntimeError(
+        f"process {jax.process_index()} of {jax.process_count()}: an operation across the "
+        f"processes of this distributed run failed, most likely because another process died "
+        f"(see its log). Rerun the same command in every process to resume from the last "
+        f"checkpoint. Cause: {str(err).splitlines()[0]}") from err
+
+
+def primary_decides(flag: bool) -> bool:
+  """Process 0's `flag` in every process, so that all take the same branch (e.g. reuse a phase).
+
+  With several processes this is a collective: every process must call it at the same point.
+  """
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
 def make_mesh(num_devices: int = 0, devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -46,14 +126,18 @@ def make_mesh(num_devices: int = 0, devices: Sequence[jax.Device] | None = None)
   if num_devices < 0 or num_devices > len(devices):
     raise ValueError(f"train.num_devices={num_devices} but {len(devices)} "
                      f"{jax.default_backend()} device(s) are visible (0 = all)")
+  if jax.process_count() > 1 and num_devices not in (0, len(devices)):
+    # A prefix of the global device list would leave some processes without a device.
+    raise ValueError(f"train.num_devices={num_devices}: with {jax.process_count()} processes "
+                     f"the mesh must span all {len(devices)} devices (set 0)")
   if num_devices:
     devices = devices[:num_devices]
   return Mesh(np.array(devices), (AXIS,))
 
 
 def mesh_from_config(train_cfg) -> Mesh | None:
-  """The ensemble mesh if config.train.shard_ensemble, else None (single-device path)."""
-  if not train_cfg.get("shard_ensemble", False):
+  """The ensemble mesh if config.train.shard_ensemble or .distributed, else None (one device)."""
+  if not (train_cfg.get("shard_ensemble", False) or train_cfg.get("distributed", False)):
     return None
   return make_mesh(int(train_cfg.get("num_devices", 0)))
 
@@ -79,15 +163,35 @@ def replicate(tree, mesh: Mesh | None):
   return jax.tree.map(put, tree)
 
 
+def pad_to_mesh(members, mesh: Mesh | None):
+  """A member list or member-stacked tree padded to a multiple of the mesh's device count.
+
+  Padding members are copies of the last one. A phase padded from the start keeps its states
+  split evenly over the devices between epochs (see the module docstring).
+  """
+  if mesh is None:
+    return members
+  d = mesh.devices.size
+  if isinstance(members, list):
+    return members + members[-1:] * (-len(members) % d)
+  return ensemble.pad_members(members, d)
+
+
 def shard_members(tree, mesh: Mesh | None):
-  """Places a member-stacked tree with its leading axis split over the mesh (E % D == 0)."""
+  """Places a member-stacked tree with its leading axis split over the mesh (E % D == 0).
+
+  The tree must be the same in every process (it is: members are initialised from their seeds).
+  E not divisible by D: left as it is in one process (the sharded functions pad internally, see
+  the module docstring); replicated over the mesh with several processes, where every input of
+  a multi-process program must be a global array.
+  """
   if mesh is None:
     return tree
   e = ensemble.num_members(tree)
   d = mesh.devices.size
-  if e % d:
-    return tree  # the sharded functions pad internally; see the module docstring
-  return jax.device_put(tree, member_sharding(mesh))
+  if e % d == 0:
+    return jax.device_put(tree, member_sharding(mesh))
+  return replicate(tree, mesh) if jax.process_count() > 1 else tree
 
 
 def shard_ensemble_fn(fn: Callable, num_member_args: int, mesh: Mesh,

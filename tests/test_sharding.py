@@ -2,8 +2,8 @@
 
 XLA_FLAGS must be set before JAX initialises, so the multi-device checks run in a subprocess
 with 4 fake CPU devices (--xla_force_host_platform_device_count=4). E = 4 is one member per
-device, E = 3 is not divisible by 4 (padded with copies of the last member inside the compiled
-function, copies dropped).
+device, E = 3 is not divisible by 4 (the trainer pads the phase with a copy of the last member,
+so the states stay split over the 4 devices; the copy is dropped from what it reports).
 """
 
 import os
@@ -61,12 +61,14 @@ SCRIPT = textwrap.dedent("""
                                                       dro_eta=0.1 * (i % 2))
                            for i in range(e)])
       states, hp, history = trainer.fit("t", [str(i) for i in range(e)], seeds, hp)
-      cms = trainer.confusions(states, "test")
+      cms = trainer.confusions(states, "test")[:e]
       leaf = jax.tree.leaves(states.params)[0]
-      if shard and e % 4 == 0:
+      if shard:  # padded to a multiple of the devices for the whole fit: split evenly, E=3 too
+        d = devices or 4
         assert leaf.sharding.spec == jax.sharding.PartitionSpec("ensemble"), leaf.sharding
-        assert len(leaf.sharding.device_set) == (devices or 4)
-      return jax.device_get((states.params, states.batch_stats, hp.class_weights, cms,
+        assert len(leaf.sharding.device_set) == d and leaf.shape[0] == -(-e // d) * d
+      params, batch_stats = jax.tree.map(lambda x: x[:e], (states.params, states.batch_stats))
+      return jax.device_get((params, batch_stats, hp.class_weights, cms,
                              history["loss"], history["accuracy"], history["val_accuracy"]))
 
     # Members are independent, so the first 3 members of the unsharded E=4 run are the reference
@@ -113,3 +115,38 @@ def test_mesh_from_config_off_by_default_and_validated():
 
 def test_initialize_distributed_is_a_no_op_when_off():
   sharding.initialize_distributed(ml_collections.ConfigDict({"train": {"distributed": False}}))
+
+
+def test_initialize_distributed_passes_set_fields_and_leaves_the_rest_to_jax(monkeypatch):
+  calls = []
+  monkeypatch.setattr(sharding.jax.distributed, "initialize", lambda **kw: calls.append(kw))
+  train = {"distributed": True, "coordinator_address": "", "num_processes": 0, "process_id": -1,
+           "heartbeat_timeout_seconds": 7, "init_timeout_seconds": 30}
+  assert sharding.initialize_distributed(ml_collections.ConfigDict({"train": train}))
+  # Unset address / count / id: JAX's $JAX_COORDINATOR_ADDRESS and cluster auto-detection.
+  assert calls[-1] == {"initialization_timeout": 30, "heartbeat_timeout_seconds": 7}
+  train.update(coordinator_address="10.0.0.1:1234", num_processes=2, process_id=1)
+  sharding.initialize_distributed(ml_collections.ConfigDict({"train": train}))
+  assert calls[-1] == {"coordinator_address": "10.0.0.1:1234", "num_processes": 2,
+                       "process_id": 1, "initialization_timeout": 30,
+                       "heartbeat_timeout_seconds": 7}
+
+
+def test_single_process_helpers():
+  assert sharding.process_index() == 0 and sharding.is_primary()
+  assert sharding.primary_decides(True) is True and sharding.primary_decides(0) is False
+  with pytest.raises(sharding.jax.errors.JaxRuntimeError):  # not reworded in one process
+    with sharding.explain_peer_failure():
+      raise sharding.jax.errors.JaxRuntimeError("boom")
+
+
+def test_launch_fields_are_not_part_of_the_phase_fingerprint():
+  from lwi_jax import experiment
+  config = ml_collections.ConfigDict({"train": {"epochs": 1, "distributed": True,
+                                                **{k: 0 for k in sharding.LAUNCH_FIELDS}}})
+  key = experiment.fingerprint(config, "baseline")
+  for field in sharding.LAUNCH_FIELDS:  # e.g. process_id differs between the processes
+    config.train[field] = 1
+  assert experiment.fingerprint(config, "baseline") == key
+  config.train.epochs = 2
+  assert experiment.fingerprint(config, "baseline") != key
