@@ -170,6 +170,7 @@ def _members(results):
           for m in phase}
 
 
+@pytest.mark.slow
 def test_two_processes_kill_one_resume_and_equal_one_process(tmp_path):
   csv = tmp_path / "tiny.csv"
   _write_csv(csv)
