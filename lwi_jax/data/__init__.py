@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from lwi_jax.data import cifar10, csv_source, text
+from lwi_jax.data import cifar10, csv_source, tabular, text
 from lwi_jax.data import names as names_source
 from lwi_jax.data.errors import DataError
 from lwi_jax.data.splits import per_class_subset, stratified_split
@@ -52,6 +52,7 @@ def load_cifar10(cfg) -> ClassificationData:
 
 LOADERS: dict[str, Callable[..., ClassificationData]] = {
     "cifar10": load_cifar10, "names": names_source.load_names, "csv": csv_source.load_csv}
+LOADERS.update(tabular.LOADERS)  # 'tabular' (your CSV), 'satimage', 'letter' (bundled)
 
 
 def load_dataset(cfg) -> ClassificationData:

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from lwi_jax.models.conv_lstm import ConvLSTM
+from lwi_jax.models import mlp as mlp_lib
 from lwi_jax.models.resnet_cnn import CONV_IMPLS, CPU_COMPILER_OPTIONS, ResidualCNN
 
 
@@ -64,7 +65,17 @@ def _conv_lstm(cfg, num_classes: int, data_info: dict) -> nn.Module:
                   dropout_rate=cfg.dropout_rate)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"resnet_cnn": _resnet_cnn, "conv_lstm": _conv_lstm}
+def _mlp(cfg, num_classes: int, data_info: dict) -> nn.Module:
+  """Feature rows of any width: the first Dense layer takes its input size from the data."""
+  del data_info
+  mlp_lib.check_config(cfg)
+  return mlp_lib.MLP(num_classes=num_classes, hidden_sizes=tuple(cfg.hidden_sizes),
+                     activation=cfg.activation, dropout_rate=float(cfg.dropout_rate),
+                     norm=cfg.norm)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"resnet_cnn": _resnet_cnn, "conv_lstm": _conv_lstm,
+                                               "mlp": _mlp}
 
 
 def create_model(cfg, num_classes: int, data_info: dict | None = None) -> nn.Module:
