@@ -33,7 +33,9 @@ class MLP(nn.Module):
     x = x.astype(jnp.float32)
     act = ACTIVATIONS[self.activation]
     for i, width in enumerate(self.hidden_sizes):
-      x = nn.Dense(width, name=f"dense{i}")(x)
+      # No bias before BatchNorm: it would be cancelled by the mean, leaving a parameter with a
+      # zero gradient (that Adam turns numerical noise into steps on).
+      x = nn.Dense(width, use_bias=self.norm != "batch", name=f"dense{i}")(x)
       if self.norm == "layer":
         x = nn.LayerNorm(name=f"norm{i}")(x)
       elif self.norm == "batch":
