@@ -43,3 +43,12 @@ def conv_lstm_step_flops(batch: int, length: int, vocab: int, embed: int, conv_f
   total += _train(ih, ih) + _train(hh, hh)
   head = 2.0 * batch * hidden * classes
   return total + _train(head, head)
+
+
+def mlp_step_flops(batch: int, sizes) -> float:
+  """sizes = (inputs, hidden..., classes): one Dense product per consecutive pair."""
+  total = 0.0
+  for i, (fin, fout) in enumerate(zip(sizes[:-1], sizes[1:])):
+    fwd = 2.0 * batch * fin * fout
+    total += _train(fwd, 0.0 if i == 0 else fwd)
+  return total
