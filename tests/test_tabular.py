@@ -170,3 +170,17 @@ def test_error_unknown_column_names(tmp_path):
   assert f"{path}:1:" in msg and "nope" in msg and "data.numeric_columns" in msg
   path, msg = _error(tmp_path, _table(), label_column="y")
   assert "label column 'y'" in msg
+
+
+def test_bundled_files_are_package_data():
+  """A non-editable install must carry the tables: pyproject's package-data globs match them."""
+  import fnmatch
+  import os
+  import tomllib
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(repo, "pyproject.toml"), "rb") as f:
+    globs = tomllib.load(f)["tool"]["setuptools"]["package-data"]["lwi_jax.data"]
+  for filename in [f for f, _ in tabular.BUNDLED.values()] + ["ATTRIBUTION.md"]:
+    rel = f"tabular_data/{filename}"
+    assert any(fnmatch.fnmatch(rel, g) for g in globs), (rel, globs)
+    assert os.path.isfile(os.path.join(repo, "lwi_jax", "data", rel))

@@ -12,8 +12,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_launch_tabular_writes_the_study_outputs(tmp_path):
   workdir = tmp_path / "run"
+  # One rule x 2 seeds: the round has the baseline's ensemble size, so its programs are reused
+  # (compilation is most of this test's time). Oversampling: the rule with its own data order.
   args = ["--config=configs/tabular.py", "--config.model.hidden_sizes=(8,)",
-          "--config.train.epochs=1", "--config.rules=('inverse_tpr:gamma=1','oversample:gamma=1')",
+          "--config.train.epochs=1", "--config.rules=('oversample:gamma=1',)",
           "--config.seeds=(0,1)", f"--config.workdir={workdir}"]
   proc = subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True,
                         text=True, timeout=300)
@@ -28,8 +30,7 @@ def test_launch_tabular_writes_the_study_outputs(tmp_path):
   assert ds["info"]["source"] == "bundled:satimage" and ds["info"]["num_features"] == 36
   members = results["members"] if "members" in results else results["rounds"][-1]
   assert sorted((m["rule"], m["seed"]) for m in members) == [
-      ("inverse_tpr:gamma=1", 0), ("inverse_tpr:gamma=1", 1), ("oversample:gamma=1", 0),
-      ("oversample:gamma=1", 1)]
+      ("oversample:gamma=1", 0), ("oversample:gamma=1", 1)]
   for m in members:
     tpr = np.asarray(m["test"]["tpr"])
     assert tpr.shape == (6,) and 0 <= tpr.min() <= tpr.max() <= 1
