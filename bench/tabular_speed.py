@@ -33,7 +33,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from bench import flops as flops_lib  # noqa: E402
-from bench.run import Case, load_config, measure, peak_cases  # noqa: E402
+from bench.run import Case, jax_case, load_config, measure, peak_cases  # noqa: E402
 from lwi_jax import data as data_lib, ensemble, models, train  # noqa: E402
 
 
@@ -43,28 +43,13 @@ def _hparams(k: int, classes: int):
                          for _ in range(k)])
 
 
-def production_case(model, tx, x, y, classes, k, batch, strategy, flops_step) -> Case:
-  states = train.init_ensemble(model, tx, jnp.asarray(x[:1]), list(range(k)))
-  hparams = _hparams(k, classes)
-  keys = train.ensemble_epoch_keys(list(range(k)), 0)
-  xs, ys = jax.device_put(x), jax.device_put(y)
-  name, _, chunk = strategy.partition(":")
-  fn = train.ensemble_train_epoch_fn(batch, "none", name, int(chunk or 0))
-  t0 = time.perf_counter()
-  compiled = fn.lower(states, hparams, keys, jnp.int32(0), xs, ys).compile()
-  compile_s = time.perf_counter() - t0
-  box = {"states": states, "hparams": hparams}
-
-  def run():
-    box["states"], box["hparams"], m = compiled(box["states"], box["hparams"], keys,
-                                                jnp.int32(0), xs, ys)
-    jax.block_until_ready(m)
-
-  run()
+def production_case(model, x, y, classes, k, batch, strategy, flops_step) -> Case:
+  """bench.run's production case (its optimizer: Adam, cosine) on the MLP and satimage."""
   steps = len(y) // batch
-  label = strategy if batch == 128 else f"{strategy}, batch {batch}"
-  return Case("jax", "mlp", "production", label, k, steps, run,
-              flops_step(batch) * steps * k, compile_s)
+  c = jax_case("mlp", model, "xla", strategy, k, x, y, classes, steps, flops_step(batch),
+               types.SimpleNamespace(batch=batch))
+  c.impl, c.strategy = "production", strategy if batch == 128 else f"{strategy}, batch {batch}"
+  return c
 
 
 def layout_case(model, tx, x, y, classes, k, batch, shared: bool, flops_step) -> Case:
@@ -121,10 +106,10 @@ def main(argv=None) -> str:
   t_start = time.perf_counter()
   load0 = os.getloadavg()[0]
   cases = peak_cases(types.SimpleNamespace(peak_size=2048, torch=False))
-  cases += [production_case(model, tx, x, y, classes, k, 128, "vmap", flops_step) for k in ks]
-  cases += [production_case(model, tx, x, y, classes, 8, 128, s, flops_step)
+  cases += [production_case(model, x, y, classes, k, 128, "vmap", flops_step) for k in ks]
+  cases += [production_case(model, x, y, classes, 8, 128, s, flops_step)
             for s in ("sequential", "unrolled")]
-  cases += [production_case(model, tx, x, y, classes, k, 512, "vmap", flops_step)
+  cases += [production_case(model, x, y, classes, k, 512, "vmap", flops_step)
             for k in (1, 32)]
   for k in [int(k) for k in args.layout_ks.split(",")]:
     for shared in (False, True):
