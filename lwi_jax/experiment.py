@@ -58,6 +58,7 @@ def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.Membe
   specs = members_lib.parse_members(config.rules, config.seeds)
   train.make_optimizer(config.optimizer, 1, 1)
   models.resolve_conv_impl(config.model.get("conv_impl", "auto"))
+  models.check_config(config.model)
   ensemble.resolve_strategy(config.train.ensemble_strategy)
   from lwi_jax import augment
   if config.train.augment not in augment.AUGMENTATIONS:

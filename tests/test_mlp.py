@@ -1,5 +1,8 @@
 """The MLP: config wiring, and the vmapped ensemble trains every member exactly as if alone."""
 
+import importlib.util
+import os
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -10,6 +13,9 @@ import pytest
 
 from lwi_jax import ensemble, models, train
 from lwi_jax.models.mlp import MLP
+
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                      "tabular.py")
 
 
 def _cfg(**kw):
@@ -73,3 +79,15 @@ def test_vmapped_ensemble_equals_each_member_alone():
   assert not np.allclose(p[0], p[1])  # the members really differ
   stats = together[0].batch_stats["norm0"]["mean"]
   assert not np.allclose(stats[0], variables[0]["batch_stats"]["norm0"]["mean"])  # updated
+
+
+def test_bad_model_field_fails_before_data_is_loaded(tmp_path):
+  from lwi_jax import experiment
+  spec = importlib.util.spec_from_file_location("tabular_config", CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("csv")  # data.path is empty: loading data would fail otherwise
+  config.model.activation = "swish!"
+  config.workdir = str(tmp_path / "w")
+  with pytest.raises(ValueError, match="model.activation='swish!'"):
+    experiment.Study(config)

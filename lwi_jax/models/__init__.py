@@ -78,6 +78,14 @@ MODELS: dict[str, Callable[..., nn.Module]] = {"resnet_cnn": _resnet_cnn, "conv_
                                                "mlp": _mlp}
 
 
+def check_config(cfg) -> None:
+  """What can be checked about `config.model` before any data is loaded."""
+  if cfg.name not in MODELS:
+    raise ValueError(f"model.name={cfg.name!r} is not one of {sorted(MODELS)}")
+  if cfg.name == "mlp":
+    mlp_lib.check_config(cfg)
+
+
 def create_model(cfg, num_classes: int, data_info: dict | None = None) -> nn.Module:
   if cfg.name not in MODELS:
     raise ValueError(f"model.name={cfg.name!r} is not one of {sorted(MODELS)}")
