@@ -11,7 +11,8 @@ import numpy as np
 class Split:
   """Inputs and integer labels of one split.
 
-  `inputs` is uint8 NHWC for images, int32 [N, T] token ids for text (0 = padding).
+  `inputs` is uint8 NHWC for images, int32 [N, T] token ids for text (0 = padding), float32
+  [N, F] standardised features for tables.
   """
 
   inputs: np.ndarray
