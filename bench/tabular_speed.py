@@ -94,6 +94,9 @@ def main(argv=None) -> str:
   p.add_argument("--ks", default="1,8,32,64")
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--layout_ks", default="8,32,64")
+  p.add_argument("--chunks", default="4,8,16", help="ensemble_chunk values tried at the largest K")
+  p.add_argument("--no_extras", action="store_true",
+                 help="only the vmap K cases and the chunked ones (a short run)")
   args = p.parse_args(argv)
   ks = [int(k) for k in args.ks.split(",")]
   config = load_config("tabular")
@@ -107,11 +110,16 @@ def main(argv=None) -> str:
   load0 = os.getloadavg()[0]
   cases = peak_cases(types.SimpleNamespace(peak_size=2048, torch=False))
   cases += [production_case(model, x, y, classes, k, 128, "vmap", flops_step) for k in ks]
-  cases += [production_case(model, x, y, classes, 8, 128, s, flops_step)
-            for s in ("sequential", "unrolled")]
-  cases += [production_case(model, x, y, classes, k, 512, "vmap", flops_step)
-            for k in (1, 32)]
-  for k in [int(k) for k in args.layout_ks.split(",")]:
+  if not args.no_extras:
+    cases += [production_case(model, x, y, classes, 8, 128, s, flops_step)
+              for s in ("sequential", "unrolled")]
+  # Chunked: groups of c members vmapped, the groups one after another (train.ensemble_chunk).
+  cases += [production_case(model, x, y, classes, max(ks), 128, f"vmap:{c}", flops_step)
+            for c in [int(c) for c in args.chunks.split(",") if c]]
+  if not args.no_extras:
+    cases += [production_case(model, x, y, classes, k, 512, "vmap", flops_step)
+              for k in (1, 32)]
+  for k in [] if args.no_extras else [int(k) for k in args.layout_ks.split(",")]:
     for shared in (False, True):
       cases.append(layout_case(model, tx, x, y, classes, k, 128, shared, flops_step))
   measure(cases, args.rounds, lambda msg: print(msg, file=sys.stderr, flush=True))
