@@ -73,6 +73,9 @@ def get_config(preset: str = "satimage") -> ml_collections.ConfigDict:
   config.rounds = 1  # > 1: iterate reweighting with the newest validation TPRs
   config.compare = ml_collections.ConfigDict()
   config.compare.test = "paired_t"  # 'paired_t' (needs >= 2 seeds) or 'none'
+  # "Best rule" (report.md, plots/confusion_best.png): the largest mean D among rules that
+  # cost at most this many points of mean test accuracy.
+  config.compare.max_accuracy_drop = 1.0
 
   # Members = rules x seeds, all in one ensemble. The uniform retrain is the control: its D
   # measures what retraining alone changes.
