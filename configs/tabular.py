@@ -67,7 +67,12 @@ def get_config(preset: str = "satimage") -> ml_collections.ConfigDict:
   config.train.ensemble_chunk = 0  # members in flight at once (vmap/unrolled); 0 = all
   config.train.shard_ensemble = False  # split the members over devices (lwi_jax/sharding.py)
   config.train.num_devices = 0  # devices in the ensemble mesh; 0 = all visible devices
-  config.train.distributed = False  # multi-host: jax.distributed.initialize() at launch
+  config.train.distributed = False  # several processes/hosts (README "Distributed"); implies shard
+  config.train.coordinator_address = ""  # host:port of process 0; '' = auto (SLURM, TPU, $JAX_...)
+  config.train.num_processes = 0  # 0 = auto-detect
+  config.train.process_id = -1  # -1 = auto-detect
+  config.train.heartbeat_timeout_seconds = 60  # a silent process is declared dead after this
+  config.train.init_timeout_seconds = 300  # wait this long for every process to connect
   config.train.eval_every_epoch = True  # validation accuracy per epoch in the history
 
   config.rounds = 1  # > 1: iterate reweighting with the newest validation TPRs
