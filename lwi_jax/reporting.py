@@ -214,7 +214,10 @@ def report_markdown(results: dict) -> str:
   seeds = cfg["seeds"]
   lines = [f"# Learnability-imbalance study: {ds['name']}", ""]
   lines += [f"- Data: {ds['name']} ({ds['info'].get('source', '')}), train {ds['sizes']['train']}, "
-            f"validation {ds['sizes']['validation']} (weights are derived from it), "
+            f"validation {ds['sizes']['validation']} ("
+            + ("weights are derived from it" if cfg.get("scores", {}).get("method", "validation")
+               == "validation" else "weights come from cross-fitted training scores, below")
+            + "), "
             f"test {ds['sizes']['test']} (all numbers below).",
             f"- Model: `{cfg['model']['name']}` {json_compact(cfg['model'])}; optimizer "
             f"{json_compact(cfg['optimizer'])}; {cfg['train']['epochs']} epochs, batch "
