@@ -74,6 +74,9 @@ def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.Membe
   test = config.compare.test
   if test not in reporting.TESTS:
     raise ValueError(f"compare.test={test!r} is not one of {list(reporting.TESTS)}")
+  if test == "bootstrap" and int(config.compare.get("bootstrap_samples", 2000)) < 100:
+    raise ValueError(f"compare.bootstrap_samples={config.compare.bootstrap_samples} must be "
+                     ">= 100 for a 95% percentile interval")
   if test == "paired_t" and len(config.seeds) < 2:
     raise ValueError(f"compare.test={test!r} needs at least 2 seeds (config.seeds="
                      f"{tuple(config.seeds)}); add seeds or set --config.compare.test=none")

@@ -195,12 +195,15 @@ def test_crossfit_trains_seeds_times_folds_as_one_ensemble(tmp_path):
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("method", "kfold", "scores.method"), ("folds", 1, "scores.folds"),
-    ("shrinkage", "lots", "scores.shrinkage"), ("confidence", 1.5, "scores.confidence")])
+    ("scores.method", "kfold", "scores.method"), ("scores.folds", 1, "scores.folds"),
+    ("scores.shrinkage", "lots", "scores.shrinkage"),
+    ("scores.confidence", 1.5, "scores.confidence"),
+    ("compare.bootstrap_samples", 10, "compare.bootstrap_samples")])
 def test_bad_scores_config_fails_before_any_work(field, value, message):
   config = load_config("names")
   config.scores.method = "crossfit"
-  config.scores[field] = value
+  section, name = field.split(".")
+  config[section][name] = value
   config.workdir = "/nonexistent/never/written"
   with pytest.raises(ValueError, match=message):
     experiment.Study(config)
