@@ -85,8 +85,8 @@ def summary(point: float, draws: np.ndarray, confidence: float = 0.95) -> dict:
   below, above = np.sum(draws <= 0), np.sum(draws >= 0)
   p = min(1.0, 2 * min(below + 1, above + 1) / (b + 1))
   return {"n": b, "mean": float(point), "sd": float(draws.std(ddof=1)),
-          "ci_low": float(np.quantile(draws, alpha)), "ci_high": float(np.quantile(draws, 1 - alpha)),
-          "p_value": p, "method": "bootstrap"}
+          "ci_low": float(np.quantile(draws, alpha)),
+          "ci_high": float(np.quantile(draws, 1 - alpha)), "p_value": p, "method": "bootstrap"}
 
 
 def mcnemar(baseline_correct: np.ndarray, rule_correct: np.ndarray) -> dict:
