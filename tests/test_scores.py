@@ -56,8 +56,11 @@ def test_shrinkage_toward_the_mean():
   np.testing.assert_allclose(big, [0.9, 0.5, 0.7], atol=2e-3)
   noise = scores.shrink(np.array([10, 11, 9]), np.array([20] * 3), "empirical_bayes")
   np.testing.assert_allclose(noise, [0.5] * 3, atol=1e-9)
-  eb = scores.shrink(k, np.array([30, 30, 30]) * 0 + 15, "empirical_bayes")
-  assert np.isclose(eb.mean(), (k / 15).mean())
+  # the class scored on fewer examples is pulled further (relative to its distance)
+  k2, n2 = np.array([270, 6, 210]), np.array([300, 12, 300])  # s = 0.9, 0.5, 0.7
+  s2 = k2 / n2
+  moved = 1 - (scores.shrink(k2, n2, "empirical_bayes") - s2.mean()) / (s2 - s2.mean())
+  assert moved[1] > 5 * moved[0] > 0
   with pytest.raises(ValueError, match="scores.shrinkage"):
     scores.shrink(k, n, "magic")
 
