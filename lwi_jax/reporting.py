@@ -313,7 +313,8 @@ def console_summary(results: dict) -> str:
   """What the console shows at the end: the last round's table and how to read it."""
   rows = results["comparisons"][-1]
   lines = [f"Test split, mean over {len(results['config']['seeds'])} seed(s); Var and D ×10³, "
-           "Δ in points (rule − baseline):", ""]
+           f"Δ in points (rule − baseline); intervals and p: `{_effective_test(results, rows)}`:",
+           ""]
   lines += comparison_table(results["baseline"], rows)
   lines += ["", best_rule_sentence(results), significant_sentence(results)]
   return "\n".join(lines)

@@ -157,10 +157,10 @@ class _FakeTrainer:
     e = len(seeds)
     return jnp.zeros(e), hparams, {k: np.zeros((e, 1)) for k in experiment.HISTORY_FIELDS}
 
-  def evaluate(self, states, split):
+  def evaluate(self, states, split, num_members=None):
     return experiment.summaries_from_confusions(np.stack([np.eye(3, dtype=int)] * len(states)))
 
-  def predictions(self, states, split):
+  def predictions(self, states, split, num_members=None):
     y = getattr(self.data, split).labels
     return np.stack([np.where(np.arange(y.size) % 2 == 0, y, 0)] * len(states))
 
