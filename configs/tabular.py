@@ -77,10 +77,22 @@ def get_config(preset: str = "satimage") -> ml_collections.ConfigDict:
 
   config.rounds = 1  # > 1: iterate reweighting with the newest validation TPRs
   config.compare = ml_collections.ConfigDict()
-  config.compare.test = "paired_t"  # 'paired_t' (needs >= 2 seeds) or 'none'
+  config.compare.test = "paired_t"  # 'bootstrap', 'paired_t' (>= 2 seeds) or 'none'
+  config.compare.bootstrap_samples = 2000  # compare.test=bootstrap: replicates
+  config.compare.bootstrap_seed = 0
   # "Best rule" (report.md, plots/confusion_best.png): the largest mean D among rules that
   # cost at most this many points of mean test accuracy.
   config.compare.max_accuracy_drop = 1.0
+
+  # Where the scores s behind the weights come from (lwi_jax/scores.py): the baseline on the
+  # validation split, or out-of-fold over the training pool from `folds` fold members per seed.
+  config.scores = ml_collections.ConfigDict()
+  config.scores.method = "validation"  # 'validation' or 'crossfit'
+  config.scores.folds = 5  # crossfit: fold members per seed (one more ensemble of seeds x folds)
+  config.scores.shrinkage = "none"  # 'none', 'add_kappa' or 'empirical_bayes' (toward mean s)
+  config.scores.kappa = 10.0  # add_kappa: pseudo-examples per class at the mean TPR
+  config.scores.confidence = 0.95  # Wilson intervals of s, bootstrap intervals of the weights
+  config.scores.weight_bootstrap = 500  # parametric bootstrap draws for the weight intervals
 
   # Members = rules x seeds, all in one ensemble. The uniform retrain is the control: its D
   # measures what retraining alone changes.

@@ -1,7 +1,9 @@
 """The study end to end (Algorithm 1 over many rules and seeds), resumable.
 
 1. baseline: one unweighted member per seed, trained as one ensemble;
-2. scores: per-class TPR `s` of each baseline member on the VALIDATION split;
+2. scores: per-class TPR `s` of each baseline member on the VALIDATION split, or (with
+   `scores.method="crossfit"`) out-of-fold TPRs over the training pool from k fold members per
+   seed trained as one more ensemble (lwi_jax/scores.py);
 3. weights: every (rule x seed) member gets w = W(s) from the baseline member of its seed;
 4. retrain: all members in ONE ensemble, with the same initialisation and data order as their
    seed's baseline (paired design);
@@ -32,7 +34,7 @@ from lwi_jax import checkpoint as checkpoint_lib
 from lwi_jax import console
 from lwi_jax import data as data_lib
 from lwi_jax import ensemble, io_utils, members as members_lib, metrics, models, sharding, train
-from lwi_jax import reporting
+from lwi_jax import reporting, scores as scores_lib
 
 Printer = Callable[[str], None]
 HISTORY_FIELDS = ("loss", "accuracy", "val_accuracy", "seconds")
@@ -69,10 +71,14 @@ def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.Membe
       raise ValueError(f"train.{field}={config.train[field]} must be >= 1")
   if int(config.get("rounds", 1)) < 1:
     raise ValueError(f"rounds={config.rounds} must be >= 1")
+  scores_lib.validate(scores_lib.from_config(config))
   test = config.compare.test
   if test not in reporting.TESTS:
     raise ValueError(f"compare.test={test!r} is not one of {list(reporting.TESTS)}")
-  if test != "none" and len(config.seeds) < 2:
+  if test == "bootstrap" and int(config.compare.get("bootstrap_samples", 2000)) < 100:
+    raise ValueError(f"compare.bootstrap_samples={config.compare.bootstrap_samples} must be "
+                     ">= 100 for a 95% percentile interval")
+  if test == "paired_t" and len(config.seeds) < 2:
     raise ValueError(f"compare.test={test!r} needs at least 2 seeds (config.seeds="
                      f"{tuple(config.seeds)}); add seeds or set --config.compare.test=none")
   reporting.max_accuracy_drop(config)
@@ -82,7 +88,7 @@ def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.Membe
 def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
   """Hash of what a phase's result depends on (not the workdir, not the report options)."""
   d = config.to_dict()
-  for key in ("workdir", "rules", "rounds", "compare"):
+  for key in ("workdir", "rules", "rounds", "compare", "scores"):  # scores: in the round parts
     d.pop(key, None)
   for key in sharding.LAUNCH_FIELDS:  # differ between the processes of one distributed run
     d.get("train", {}).pop(key, None)
@@ -124,6 +130,19 @@ class Trainer:
                                      cfg.get("ensemble_chunk", 0), self.mesh,
                                      self.compiler_options)
     return fn(states, *self.eval_sets[split])
+
+  def predictions(self, states, split: str, num_members: int | None = None) -> np.ndarray:
+    """Predicted class of every example of `split` by the first `num_members` members, [E, N]."""
+    if split not in self.eval_sets:  # the training pool: only cross-fitting scores it
+      data = getattr(self.data, split)
+      self.eval_sets[split] = tuple(sharding.replicate(train.batch_for_eval(
+          data.inputs, data.labels, self.config.train.eval_batch_size), self.mesh))
+    inputs, _, mask = self.eval_sets[split]
+    cfg = self.config.train
+    fn = train.ensemble_predictions_fn(cfg.ensemble_strategy, cfg.get("ensemble_chunk", 0),
+                                       self.mesh, self.compiler_options)
+    preds = np.asarray(fn(states, inputs, mask))[:num_members, :len(getattr(self.data, split))]
+    return preds.astype(np.int16 if self.num_classes > 127 else np.int8)
 
   def evaluate(self, states, split: str, num_members: int | None = None) -> list[dict]:
     """Per-member summaries of the first `num_members` members (all: None), e.g. unpadded."""
@@ -251,8 +270,11 @@ class Study:
       self._trainer = Trainer(self.config, self.data, self.log)
     return self._trainer
 
-  def _phase(self, name: str, key: str, labels, seeds, rules, make_hparams) -> dict:
-    """Loads a finished phase, or trains (resuming from its checkpoints) and saves it."""
+  def _phase(self, name: str, key: str, labels, seeds, rules, make_hparams, extra=None) -> dict:
+    """Loads a finished phase, or trains (resuming from its checkpoints) and saves it.
+
+    `extra(states)` adds fields to the saved result (the crossfit phase's out-of-fold scores).
+    """
     path = os.path.join(self.workdir, "phases", f"{name}-{key}.json")
     if sharding.primary_decides(os.path.exists(path)):
       self.log(f"[{name}] reusing finished phase {os.path.relpath(path, self.workdir)}")
@@ -267,11 +289,52 @@ class Study:
     result = _phase_result(labels, seeds, rules, hparams_start, jax.device_get(hp_end), history,
                            self.trainer.evaluate(states, "validation", len(seeds)),
                            self.trainer.evaluate(states, "test", len(seeds)))
+    # per-example test predictions: what the bootstrap and McNemar's test resample (compact ints)
+    result["test_predictions"] = self.trainer.predictions(states, "test", len(seeds))
+    if extra is not None:
+      result.update(extra(states))
     text = io_utils.json_text(result)
     if sharding.is_primary():
       io_utils.atomic_write_text(path, text)
     # The saved form is the one every later step reads (resume == fresh), in every process.
     return reporting.arrays_from_json(json.loads(text))
+
+  def _score_records(self, cfg, seeds, baseline, base_key) -> list[dict]:
+    """Per seed: the scores behind round 1's weights, with their counts (scores.score_record)."""
+    if cfg.method == "validation":
+      return [dict(scores_lib.score_record(baseline["validation"][i]["confusion"], cfg,
+                                           "validation"), seed=s) for i, s in enumerate(seeds)]
+    k = int(cfg.folds)
+    folds = {s: scores_lib.stratified_folds(self.data.train.labels, k, s) for s in seeds}
+    pairs = [(s, j) for s in seeds for j in range(k)]
+
+    def make():
+      ones = np.ones(self.data.num_classes, np.float32)
+      return ensemble.stack([train.MemberHParams.create(ones, example_mask=folds[s] != j)
+                             for s, j in pairs])
+
+    def out_of_fold(states):
+      preds = self.trainer.predictions(states, "train", len(pairs)).reshape(len(seeds), k, -1)
+      return {"folds": k, "out_of_fold_confusion": [scores_lib.out_of_fold_confusion(
+          preds[i], self.data.train.labels, folds[s], self.data.num_classes)
+          for i, s in enumerate(seeds)]}
+
+    phase = self._phase("crossfit", fingerprint(self.config, "crossfit", k, base_key),
+                        [f"fold{j}@seed{s}" for s, j in pairs], [s for s, _ in pairs],
+                        [f"fold{j}" for _, j in pairs], make, extra=out_of_fold)
+    return [dict(scores_lib.score_record(cm, cfg, f"crossfit:{k}"), seed=s)
+            for s, cm in zip(seeds, phase["out_of_fold_confusion"])]
+
+  def _attach_score_uncertainty(self, results, cfg, records) -> None:
+    """Score records into results.json; each round-1 member gets its weights' intervals."""
+    results["scores"] = {"config": cfg.to_dict(), "seeds": records}
+    if not results["rounds"]:
+      return
+    counts = self.data.class_counts
+    by_seed = {rec["seed"]: rec for rec in records}
+    for spec, member in zip(self.specs, results["rounds"][0]):
+      member["weight_interval"] = scores_lib.weight_intervals(
+          spec.rule, by_seed[spec.seed], counts, self.config.train.epochs, cfg, spec.seed)
 
   def run(self) -> dict:
     t_start = time.perf_counter()
@@ -285,12 +348,13 @@ class Study:
         "baseline", base_key, [f"baseline@seed{s}" for s in seeds], seeds, ["baseline"] * len(seeds),
         lambda: ensemble.stack([train.MemberHParams.create(
             np.ones(self.data.num_classes, np.float32))] * len(seeds)))
-    previous = {m.seed: np.asarray(baseline["validation"][seeds.index(m.seed)]["tpr"])
-                for m in self.specs}
-    scores = {m.label: previous[m.seed] for m in self.specs}
+    score_cfg = scores_lib.from_config(cfg)
+    records = self._score_records(score_cfg, seeds, baseline, base_key)
+    scores = {m.label: records[seeds.index(m.seed)]["tpr"] for m in self.specs}
     rounds = []
     for r in range(1, int(cfg.get("rounds", 1)) + 1):
-      key = fingerprint(cfg, "round", r, [m.label for m in self.specs], base_key)
+      key = fingerprint(cfg, "round", r, [m.label for m in self.specs], base_key,
+                        score_cfg.to_dict())
       used = dict(scores)
 
       def make(used=used):
@@ -310,6 +374,7 @@ class Study:
 
     results = reporting.assemble_results(cfg, self.data, baseline, rounds, self.specs,
                                          time.perf_counter() - t_start)
+    self._attach_score_uncertainty(results, score_cfg, records)
     if not sharding.is_primary():  # one writer: process 0
       return results
     reporting.write_outputs(self.workdir, results, self.log)

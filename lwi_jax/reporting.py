@@ -15,9 +15,17 @@ import re
 import jax
 import numpy as np
 
-from lwi_jax import io_utils, stats
+from lwi_jax import bootstrap, io_utils, scores, stats
 
-TESTS = ("paired_t", "none")
+TESTS = ("bootstrap", "paired_t", "none")
+TEST_TEXT = {
+    "bootstrap": "p and brackets come from a paired, stratified bootstrap over the test examples "
+                 "(one resample of the shared test set per replicate, applied to every seed; "
+                 "statistic = mean over seeds of the paired difference; percentile 95% interval; "
+                 "it conditions on the trained seeds, see lwi_jax/bootstrap.py)",
+    "paired_t": "p is the paired t-test of the per-seed differences (brackets: its 95% "
+                "t-interval; it ignores the test set's own sampling noise)",
+    "none": "no test was requested (brackets: paired t-interval where there are >= 2 seeds)"}
 SUMMARY_KEYS = ("accuracy", "macro_f1", "var_tpr", "worst_tpr")
 # config.compare.max_accuracy_drop: the "best" rule may cost at most this many points of mean
 # test accuracy (see best_rule).
@@ -74,8 +82,12 @@ def _member_records(phase: dict, round_index: int, specs=None) -> list[dict]:
   return records
 
 
-def compare_rules(baseline: list[dict], members: list[dict]) -> list[dict]:
-  """Per rule: paired-by-seed differences to the baseline on the test split, with statistics."""
+def compare_rules(baseline: list[dict], members: list[dict], resampled: dict | None = None
+                  ) -> list[dict]:
+  """Per rule: paired-by-seed differences to the baseline on the test split, with statistics.
+
+  `resampled` (rule -> bootstrap.compare_with_baseline) replaces the t-based summaries.
+  """
   base = {m["seed"]: m["test"] for m in baseline}
   rows = []
   for rule in dict.fromkeys(m["rule"] for m in members):
@@ -94,6 +106,8 @@ def compare_rules(baseline: list[dict], members: list[dict]) -> list[dict]:
                                                   for x, y in zip(b, t)])
     row["tpr_mean"] = np.mean([x["tpr"] for x in t], axis=0)
     row["tpr_sd"] = np.std([x["tpr"] for x in t], axis=0)
+    if resampled is not None:
+      row.update(resampled[rule])
     rows.append(row)
   holm = stats.holm([r["D"]["p_value"] for r in rows])
   for r, p in zip(rows, holm):
@@ -136,7 +150,14 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
                      wall_seconds: float) -> dict:
   baseline = _member_records(baseline_phase, 0)
   rounds = [_member_records(p, r + 1, specs) for r, p in enumerate(round_phases)]
-  comparisons = [compare_rules(baseline, members) for members in rounds]
+  cmp = config.compare
+  resampled = bootstrap.compare_rounds(
+      baseline_phase, round_phases, data.test.labels, data.num_classes,
+      int(cmp.get("bootstrap_samples", 2000)), int(cmp.get("bootstrap_seed", 0)))
+  if resampled is None or cmp.test != "bootstrap":  # keep McNemar; the test is the t-test
+    resampled = [{rule: {"mcnemar": r["mcnemar"]} for rule, r in rs.items()}
+                 for rs in resampled] if resampled else [None] * len(rounds)
+  comparisons = [compare_rules(baseline, members, rs) for members, rs in zip(rounds, resampled)]
   tolerance = max_accuracy_drop(config)
   best = best_rule(comparisons[-1], tolerance) if comparisons else None
   return {
@@ -176,7 +197,7 @@ def summary_csv(results: dict) -> str:
 
 
 def _ci(s: dict, scale: float = 1.0, digits: int = 2) -> str:
-  if s["n"] < 2 or not math.isfinite(s["ci_low"]):
+  if not math.isfinite(s["ci_low"]):
     return f"{s['mean'] * scale:+.{digits}f}"
   return (f"{s['mean'] * scale:+.{digits}f} [{s['ci_low'] * scale:+.{digits}f}, "
           f"{s['ci_high'] * scale:+.{digits}f}]")
@@ -193,7 +214,10 @@ def report_markdown(results: dict) -> str:
   seeds = cfg["seeds"]
   lines = [f"# Learnability-imbalance study: {ds['name']}", ""]
   lines += [f"- Data: {ds['name']} ({ds['info'].get('source', '')}), train {ds['sizes']['train']}, "
-            f"validation {ds['sizes']['validation']} (weights are derived from it), "
+            f"validation {ds['sizes']['validation']} ("
+            + ("weights are derived from it" if cfg.get("scores", {}).get("method", "validation")
+               == "validation" else "weights come from cross-fitted training scores, below")
+            + "), "
             f"test {ds['sizes']['test']} (all numbers below).",
             f"- Model: `{cfg['model']['name']}` {json_compact(cfg['model'])}; optimizer "
             f"{json_compact(cfg['optimizer'])}; {cfg['train']['epochs']} epochs, batch "
@@ -205,9 +229,10 @@ def report_markdown(results: dict) -> str:
   for r, rows in enumerate(results["comparisons"], start=1):
     lines += [f"## Round {r}: rules vs the unweighted baseline (test split, mean over "
               f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''})", ""]
+    test = _effective_test(results, rows)
     lines += ["Var(s) = mean((s_i - s̄)²) of per-class TPRs, ×10³. D = Var(baseline) − Var(rule), "
               "×10³ (positive = more even TPRs). Δ are rule − baseline, in points; brackets are "
-              "95% confidence intervals; p is the paired t-test of the per-seed differences, "
+              f"95% confidence intervals. Statistics: `{test}`: {TEST_TEXT[test]}; "
               "p(Holm) corrected over the rules of the round.", ""]
     lines += comparison_table(base, rows)
     lines += ["", "Per-class TPR % (mean over seeds):", "",
@@ -218,12 +243,17 @@ def report_markdown(results: dict) -> str:
       lines.append(f"| {row['rule']} | " + " | ".join(f"{x * 100:.1f}" for x in row["tpr_mean"])
                    + " |")
     lines.append("")
+    lines += bootstrap.mcnemar_lines(rows)
+  lines += scores.report_section(results)
   fit = [float(m["history"]["accuracy"][-1]) for ms in results["rounds"] for m in ms]
   lines += ["## Reading this table", "",
             f"- {best_rule_sentence(results)}",
             f"- {significant_sentence(results)}",
-            "- The paired t-test assumes roughly normal per-seed differences; with few seeds a "
-            "wide interval means the study cannot tell, not that the rule has no effect.",
+            "- " + ("The bootstrap resamples test examples given the trained seeds; the paired "
+                    "t-test (compare.test=paired_t) looks at the seeds' spread instead"
+                    if results["test"] == "bootstrap" else
+                    "The paired t-test assumes roughly normal per-seed differences")
+            + "; a wide interval means the study cannot tell, not that the rule has no effect.",
             f"- Final training accuracy of the weighted members: {min(fit) * 100:.1f}–"
             f"{max(fit) * 100:.1f}%. Fixed loss weights lose their effect once a network fits "
             "its training set (Byrd & Lipton 2019); compare `drw`, weight decay and fewer epochs "
@@ -283,10 +313,19 @@ def console_summary(results: dict) -> str:
   """What the console shows at the end: the last round's table and how to read it."""
   rows = results["comparisons"][-1]
   lines = [f"Test split, mean over {len(results['config']['seeds'])} seed(s); Var and D ×10³, "
-           "Δ in points (rule − baseline):", ""]
+           f"Δ in points (rule − baseline); intervals and p: `{_effective_test(results, rows)}`:",
+           ""]
   lines += comparison_table(results["baseline"], rows)
   lines += ["", best_rule_sentence(results), significant_sentence(results)]
   return "\n".join(lines)
+
+
+def _effective_test(results: dict, rows: list[dict]) -> str:
+  """The method behind a round's intervals (an old workdir without predictions: paired_t)."""
+  if results["test"] == "bootstrap" and not all(r["D"].get("method") == "bootstrap"
+                                                for r in rows):
+    return "paired_t"
+  return results["test"]
 
 
 def json_compact(d: dict) -> str:
@@ -295,7 +334,8 @@ def json_compact(d: dict) -> str:
 
 def significant_sentence(results: dict) -> str:
   rows = results["comparisons"][-1]
-  if results["test"] == "none" or len(results["config"]["seeds"]) < 2:
+  if results["test"] == "none" or (results["test"] == "paired_t"
+                                   and len(results["config"]["seeds"]) < 2):
     return "No significance test was requested (or fewer than 2 seeds): treat differences as anecdotal."
   good = [r["rule"] for r in rows
           if math.isfinite(r["D"]["p_holm"]) and r["D"]["p_holm"] < 0.05 and r["D"]["mean"] > 0

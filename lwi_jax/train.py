@@ -47,10 +47,14 @@ class MemberHParams:
   oversample: jax.Array  # [] bool; draw training examples with p ∝ sample_weights[y]
   sample_weights: jax.Array  # [C] class sampling weights (used when oversample)
   dynamic_tau: jax.Array  # [] class-difficulty exponent recomputed each epoch; < 0 = off
+  # [N] bool: the training examples this member may train on; None = all of them. A generic
+  # per-member data subset (cross-fitted scores train fold members with it, lwi_jax/scores.py).
+  example_mask: jax.Array | None = None
 
   @classmethod
   def create(cls, class_weights, focal_gamma=0.0, weights_from_epoch=0, dro_eta=0.0,
-             oversample=False, sample_weights=None, dynamic_tau=-1.0) -> "MemberHParams":
+             oversample=False, sample_weights=None, dynamic_tau=-1.0, example_mask=None
+             ) -> "MemberHParams":
     class_weights = jnp.asarray(class_weights, jnp.float32)
     chex.assert_rank(class_weights, 1)
     if sample_weights is None:
@@ -58,7 +62,8 @@ class MemberHParams:
     return cls(class_weights, jnp.asarray(focal_gamma, jnp.float32),
                jnp.asarray(weights_from_epoch, jnp.int32), jnp.asarray(dro_eta, jnp.float32),
                jnp.asarray(oversample, jnp.bool_), jnp.asarray(sample_weights, jnp.float32),
-               jnp.asarray(dynamic_tau, jnp.float32))
+               jnp.asarray(dynamic_tau, jnp.float32),
+               None if example_mask is None else jnp.asarray(example_mask, jnp.bool_))
 
 
 def make_optimizer(cfg, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
@@ -161,12 +166,22 @@ def epoch_order(hparams: MemberHParams, key: jax.Array, labels: jax.Array, steps
   """Example indices [steps, batch] of one epoch: a permutation, or class-weighted draws.
 
   Oversampling members draw with replacement, example i with probability ∝ sample_weights[y_i].
-  Both orders are computed (cheap) so every member runs the same program.
+  Both orders are computed (cheap) so every member runs the same program. A member with an
+  `example_mask` only ever sees its subset: its permutation lists the subset first and is
+  repeated cyclically to fill the same `steps` as a full member (so it keeps the optimizer
+  schedule), and its draws give the other examples probability 0.
   """
   n = labels.shape[0]
   k_perm, k_draw = jax.random.split(key)
-  perm = jax.random.permutation(k_perm, n)[:steps * batch_size]
   p = hparams.sample_weights[labels]
+  if hparams.example_mask is None:
+    perm = jax.random.permutation(k_perm, n)[:steps * batch_size]
+  else:
+    mask = hparams.example_mask
+    chex.assert_shape(mask, (n,))
+    subset_first = jnp.argsort(jax.random.uniform(k_perm, (n,)) + (~mask).astype(jnp.float32))
+    perm = subset_first[jnp.arange(steps * batch_size) % jnp.maximum(mask.sum(), 1)]
+    p = jnp.where(mask, p, 0.0)
   drawn = jax.random.choice(k_draw, n, (steps * batch_size,), replace=True, p=p / p.sum())
   return jnp.where(hparams.oversample, drawn, perm).reshape(steps, batch_size)
 
@@ -256,6 +271,22 @@ def predict_confusion(state: TrainState, inputs: jax.Array, labels: jax.Array, m
   return jax.lax.scan(body, cm0, (inputs, labels, mask))[0]
 
 
+def predict_labels(state: TrainState, inputs: jax.Array, mask: jax.Array) -> jax.Array:
+  """Predicted class [S*B] (int32; -1 at padding) of one member over pre-batched eval data.
+
+  The per-example counterpart of `predict_confusion`, for statistics that resample examples
+  (lwi_jax/bootstrap.py) and for out-of-fold scores (lwi_jax/scores.py).
+  """
+
+  def body(_, xs):
+    x, m = xs
+    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x,
+                            train=False)
+    return None, jnp.where(m, jnp.argmax(logits, -1), -1).astype(jnp.int32)
+
+  return jax.lax.scan(body, None, (inputs, mask))[1].reshape(-1)
+
+
 def batch_for_eval(inputs: np.ndarray, labels: np.ndarray, batch_size: int):
   """Pads an eval split to whole batches: (inputs [S,B,...], labels [S,B], mask [S,B])."""
   n = labels.shape[0]
@@ -296,6 +327,16 @@ def ensemble_confusion_fn(num_classes: int, strategy: str, chunk: int = 0, mesh=
   """Jitted (states[E], inputs, labels, mask) -> confusion matrices [E, C, C] (replicated)."""
   member = functools.partial(predict_confusion, num_classes=num_classes)
   fn = ensemble.map_members(member, strategy, num_member_args=1, chunk=chunk)
+  if mesh is not None:
+    fn = sharding.shard_ensemble_fn(fn, 1, mesh, replicated_outputs=(0,))
+  return jax.jit(fn, compiler_options=dict(compiler_options) or None)
+
+
+@functools.lru_cache(maxsize=None)
+def ensemble_predictions_fn(strategy: str, chunk: int = 0, mesh=None,
+                            compiler_options: tuple = ()):
+  """Jitted (states[E], inputs, mask) -> predicted classes [E, S*B] (replicated)."""
+  fn = ensemble.map_members(predict_labels, strategy, num_member_args=1, chunk=chunk)
   if mesh is not None:
     fn = sharding.shard_ensemble_fn(fn, 1, mesh, replicated_outputs=(0,))
   return jax.jit(fn, compiler_options=dict(compiler_options) or None)

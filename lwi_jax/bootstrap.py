@@ -1,0 +1,168 @@
+"""Statistics over test examples: paired, stratified bootstrap and McNemar's test.
+
+A per-class TPR on 1,000 test images has a standard error of ~1.1 points, and every seed is
+scored on the SAME test set, so averaging seeds cannot remove that noise and a t-test over 3
+seeds (2 degrees of freedom) does not see it at all. This module resamples the test examples:
+
+- **stratified**: each replicate draws, within every class, as many examples (with replacement)
+  as the class has, so class supports, hence the meaning of a per-class TPR, stay fixed;
+- **paired**: a replicate's indices are applied to the baseline and the rule alike (and, since
+  every seed is scored on the same test set, to every seed), so the noise they share cancels;
+- **combined across seeds**: a replicate's statistic is the mean over seeds of the per-seed
+  paired difference (rule - baseline; D = Var(baseline) - Var(rule)), the same point estimate
+  the paired t-test reports.
+
+The interval is the bootstrap percentile interval and the two-sided p-value its inversion,
+p = 2 min(P*(T* <= 0), P*(T* >= 0)), so "CI excludes 0" and "p < 0.05" agree. What it
+conditions on: the trained members of the given seeds. It answers "is the difference larger than
+the test set's sampling noise?"; the spread of training runs enters only through the seeds that
+were trained (the paired t-test, `compare.test=paired_t`, looks at that spread instead and
+ignores the test set's noise). tests/test_bootstrap.py checks the interval's coverage on
+synthetic studies with a null and a planted effect.
+
+Replicates are computed as confusion matrices: for class c, the multinomial resampling counts
+[B, n_c] times the one-hot predictions [n_c, M*C] give every member's row c in every replicate
+(one product per class, no per-replicate loop).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+METRICS = ("accuracy", "macro_f1", "var_tpr", "worst_tpr")
+
+
+def summarize(cm: np.ndarray) -> dict[str, np.ndarray]:
+  """Scores of confusion matrices [..., C, C] (numpy twin of metrics.summarize_confusion)."""
+  cm = np.asarray(cm, np.float64)
+  tp = np.diagonal(cm, axis1=-2, axis2=-1)
+  tpr = tp / np.maximum(cm.sum(-1), 1.0)
+  precision = tp / np.maximum(cm.sum(-2), 1.0)
+  f1 = 2 * precision * tpr / np.maximum(precision + tpr, 1e-12)
+  return {"tpr": tpr, "accuracy": tp.sum(-1) / np.maximum(cm.sum((-2, -1)), 1.0),
+          "macro_f1": f1.mean(-1), "var_tpr": tpr.var(-1), "worst_tpr": tpr.min(-1)}
+
+
+def resampled_confusions(predictions: np.ndarray, labels: np.ndarray, num_classes: int,
+                         num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(observed [M, C, C], replicates [B, M, C, C]) of members' predictions [M, N].
+
+  Every member sees the same stratified resample of the examples in a replicate (pairing).
+  """
+  predictions = np.asarray(predictions, np.int64)
+  labels = np.asarray(labels, np.int64)
+  m, n = predictions.shape
+  if labels.shape != (n,):
+    raise ValueError(f"predictions {predictions.shape} and labels {labels.shape} disagree")
+  rng = np.random.default_rng([int(seed), 3_000_017])
+  observed = np.zeros((m, num_classes, num_classes), np.int64)
+  reps = np.zeros((num_samples, m, num_classes, num_classes), np.float64)
+  for c in range(num_classes):
+    idx = np.flatnonzero(labels == c)
+    if idx.size == 0:
+      continue
+    onehot = np.eye(num_classes)[predictions[:, idx]]  # [M, n_c, C]
+    observed[:, c, :] = onehot.sum(1)
+    draws = rng.integers(0, idx.size, (num_samples, idx.size))  # n_c draws with replacement
+    counts = np.bincount((draws + idx.size * np.arange(num_samples)[:, None]).ravel(),
+                         minlength=num_samples * idx.size).reshape(num_samples, idx.size)
+    flat = onehot.transpose(1, 0, 2).reshape(idx.size, m * num_classes)
+    # einsum's own loop, not BLAS: a multi-threaded BLAS on these small products is ~100x
+    # slower on a loaded machine (thread contention), and this is not where time matters
+    reps[:, :, c, :] = np.einsum("bi,ik->bk", counts.astype(np.float64), flat
+                                 ).reshape(num_samples, m, num_classes)
+  return observed, reps
+
+
+def summary(point: float, draws: np.ndarray, confidence: float = 0.95) -> dict:
+  """Point estimate, bootstrap SD, percentile interval and its two-sided p-value."""
+  draws = np.asarray(draws, np.float64)
+  b = draws.size
+  alpha = (1 - confidence) / 2
+  below, above = np.sum(draws <= 0), np.sum(draws >= 0)
+  p = min(1.0, 2 * min(below + 1, above + 1) / (b + 1))
+  return {"n": b, "mean": float(point), "sd": float(draws.std(ddof=1)),
+          "ci_low": float(np.quantile(draws, alpha)),
+          "ci_high": float(np.quantile(draws, 1 - alpha)), "p_value": p, "method": "bootstrap"}
+
+
+def mcnemar(baseline_correct: np.ndarray, rule_correct: np.ndarray) -> dict:
+  """Exact McNemar test of two classifiers on the same examples (binomial on the discordant)."""
+  b = int(np.sum(baseline_correct & ~rule_correct))  # only the baseline right
+  c = int(np.sum(~baseline_correct & rule_correct))  # only the rule right
+  p = min(1.0, 2 * float(scipy_stats.binom.cdf(min(b, c), b + c, 0.5)))  # b + c = 0: 1
+  return {"baseline_only": b, "rule_only": c, "p_value": p}
+
+
+def compare_with_baseline(baseline_preds: np.ndarray, rule_preds: np.ndarray,
+                          labels: np.ndarray, num_classes: int, num_samples: int = 2000,
+                          seed: int = 0, confidence: float = 0.95) -> dict:
+  """Bootstrap summaries of D, Δaccuracy, Δmacro-F1, Δworst-class TPR, and McNemar per seed.
+
+  `baseline_preds` and `rule_preds` are [S, N]: row s of each comes from seed s (paired).
+  """
+  baseline_preds, rule_preds = np.asarray(baseline_preds), np.asarray(rule_preds)
+  if baseline_preds.shape != rule_preds.shape or baseline_preds.ndim != 2:
+    raise ValueError(f"paired predictions must both be [seeds, N]: {baseline_preds.shape} vs "
+                     f"{rule_preds.shape}")
+  s = baseline_preds.shape[0]
+  observed, reps = resampled_confusions(np.concatenate([baseline_preds, rule_preds]), labels,
+                                        num_classes, num_samples, seed)
+  obs, rep = summarize(observed), summarize(reps)
+
+  def paired(key, sign):
+    diff = lambda x: sign * (x[..., s:] - x[..., :s]).mean(-1)
+    return summary(diff(obs[key]), diff(rep[key]), confidence)
+
+  labels = np.asarray(labels)
+  return {"D": paired("var_tpr", -1.0), "delta_accuracy": paired("accuracy", 1.0),
+          "delta_macro_f1": paired("macro_f1", 1.0), "delta_worst_tpr": paired("worst_tpr", 1.0),
+          "mcnemar": [mcnemar(baseline_preds[i] == labels, rule_preds[i] == labels)
+                      for i in range(s)]}
+
+
+def compare_rounds(baseline_phase: dict, round_phases: list[dict], labels: np.ndarray,
+                   num_classes: int, num_samples: int, seed: int) -> list[dict] | None:
+  """Per round, rule -> compare_with_baseline, from the phases' saved test predictions.
+
+  None when a phase was saved before predictions were (an old workdir): the caller falls back.
+  """
+  phases = [baseline_phase, *round_phases]
+  if any(p.get("test_predictions") is None for p in phases):
+    return None
+  base = {int(s): np.asarray(p) for s, p in zip(baseline_phase["seeds"],
+                                                 baseline_phase["test_predictions"])}
+  out = []
+  for phase in round_phases:
+    preds = np.asarray(phase["test_predictions"])
+    per_rule = {}
+    for rule in dict.fromkeys(phase["rules"]):
+      idx = [i for i, r in enumerate(phase["rules"]) if r == rule]
+      per_rule[rule] = compare_with_baseline(
+          np.stack([base[int(phase["seeds"][i])] for i in idx]), preds[idx], labels,
+          num_classes, num_samples, seed)
+    out.append(per_rule)
+  return out
+
+
+def _p(x: float) -> str:
+  return "–" if not math.isfinite(x) else (f"{x:.3f}" if x >= 0.001 else "<0.001")
+
+
+def mcnemar_lines(rows: list[dict]) -> list[str]:
+  """Markdown lines: McNemar's test of every rule vs its seed's baseline, per seed."""
+  rows = [r for r in rows if r.get("mcnemar")]
+  if not rows:
+    return []
+  lines = ["McNemar's exact test of each rule vs its seed's baseline on the shared test set "
+           "(examples only the baseline / only the rule got right; p per seed):", "",
+           "| rule | " + " | ".join(f"seed {s}" for s in rows[0]["seeds"]) + " |",
+           "|---|" + "---|" * len(rows[0]["seeds"])]
+  for r in rows:
+    lines.append(f"| {r['rule']} | " + " | ".join(
+        f"{m['baseline_only']}/{m['rule_only']}, p {_p(m['p_value'])}" for m in r["mcnemar"])
+        + " |")
+  return lines + [""]
