@@ -116,9 +116,12 @@ def _cnn(args, impl: str):
   return ResidualCNN(NUM_CLASSES_CNN, tuple(args.cnn_widths), args.cnn_dense, 0.5, impl)
 
 
-def _compiler_options(impl: str) -> tuple:
-  """What a study compiles the CNN with: models.compiler_options of its model config (the CPU
-  path's options on CPU; the reference implementations run as plain programs)."""
+def _compiler_options(model_name: str, impl: str) -> tuple:
+  """What a study compiles the model with: models.compiler_options of its model config (the
+  CNN's CPU path gets its options on CPU; the CNN's reference implementations and the ConvLSTM,
+  whose `impl` is '-', run as plain programs)."""
+  if model_name != "cnn":
+    return models_lib.compiler_options(load_config("names").model)
   return models_lib.compiler_options(
       ml_collections.ConfigDict({"name": "resnet_cnn", "conv_impl": impl}))
 
@@ -135,7 +138,7 @@ def jax_case(model_name: str, model, impl: str, strategy: str, k: int, x, y, cla
   xs, ys = jax.device_put(x), jax.device_put(y)
   name, _, chunk = strategy.partition(":")  # e.g. "unrolled:2" = 2 members in flight
   fn = train.ensemble_train_epoch_fn(args.batch, "none", name, int(chunk or 0), None,
-                                     _compiler_options(impl))
+                                     _compiler_options(model_name, impl))
   t0 = time.perf_counter()
   compiled = fn.lower(states, hparams, keys, jnp.int32(0), xs, ys).compile()
   compile_s = time.perf_counter() - t0
@@ -207,7 +210,7 @@ def numerics_check(args) -> dict:
                               mutable=["batch_stats"])
       return losses.weighted_cross_entropy(logits, y, w)
 
-    opts = dict(_compiler_options(impl)) or None
+    opts = dict(_compiler_options("cnn", impl)) or None
     return jax.jit(jax.value_and_grad(loss), compiler_options=opts)(variables["params"])
 
   ref = grads("xla")
