@@ -34,7 +34,7 @@ from lwi_jax import checkpoint as checkpoint_lib
 from lwi_jax import console
 from lwi_jax import data as data_lib
 from lwi_jax import ensemble, io_utils, members as members_lib, metrics, models, sharding, train
-from lwi_jax import reporting, scores as scores_lib
+from lwi_jax import recipe, reporting, scores as scores_lib
 
 Printer = Callable[[str], None]
 HISTORY_FIELDS = ("loss", "accuracy", "val_accuracy", "seconds")
@@ -62,10 +62,7 @@ def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.Membe
   models.resolve_conv_impl(config.model.get("conv_impl", "auto"))
   models.check_config(config.model)
   ensemble.resolve_strategy(config.train.ensemble_strategy)
-  from lwi_jax import augment
-  if config.train.augment not in augment.AUGMENTATIONS:
-    raise ValueError(f"train.augment={config.train.augment!r} is not one of "
-                     f"{list(augment.AUGMENTATIONS)}")
+  recipe.check(config)
   for field in ("epochs", "batch_size", "eval_batch_size"):
     if int(config.train[field]) < 1:
       raise ValueError(f"train.{field}={config.train[field]} must be >= 1")
@@ -128,7 +125,7 @@ class Trainer:
     cfg = self.config.train
     fn = train.ensemble_confusion_fn(self.num_classes, cfg.ensemble_strategy,
                                      cfg.get("ensemble_chunk", 0), self.mesh,
-                                     self.compiler_options)
+                                     self.compiler_options, recipe.eval_flip(cfg, self.data))
     return fn(states, *self.eval_sets[split])
 
   def predictions(self, states, split: str, num_members: int | None = None) -> np.ndarray:
@@ -177,10 +174,13 @@ class Trainer:
     writers = (reporting.TensorBoard(tensorboard_dir, labels)
                if tensorboard_dir and sharding.is_primary() else None)
     bar = self.progress and self.mesh is None
-    epoch_fn = train.ensemble_train_epoch_fn(cfg.batch_size, cfg.augment, cfg.ensemble_strategy,
+    epoch_fn = train.ensemble_train_epoch_fn(cfg.batch_size,
+                                             recipe.augment_spec(cfg, self.data),
+                                             cfg.ensemble_strategy,
                                              cfg.get("ensemble_chunk", 0), self.mesh,
                                              self.compiler_options,
-                                             console.on_train_step if bar else None)
+                                             console.on_train_step if bar else None,
+                                             label_smoothing=recipe.label_smoothing(cfg))
     steps = len(self.data.train) // cfg.batch_size
     bar_steps = steps * ensemble.member_passes(cfg.ensemble_strategy,
                                                cfg.get("ensemble_chunk", 0), n)

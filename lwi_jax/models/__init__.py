@@ -15,11 +15,42 @@ from lwi_jax.models import mlp as mlp_lib
 from lwi_jax.models.resnet_cnn import CONV_IMPLS, CPU_COMPILER_OPTIONS, ResidualCNN
 
 
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def resolve_compute_dtype(name: str):
+  """model.compute_dtype: 'float32', or 'bfloat16' = mixed precision (float32 parameters,
+  BatchNorm statistics and loss; meant for GPU/TPU, where bfloat16 convolutions are fast)."""
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"model.compute_dtype={name!r} is not one of {list(COMPUTE_DTYPES)}")
+  return COMPUTE_DTYPES[name]
+
+
+def _resnet_options(cfg) -> dict:
+  """The CNN's recipe fields of config.model, validated (also before any data is loaded)."""
+  momentum, eps = float(cfg.get("bn_momentum", 0.9)), float(cfg.get("bn_epsilon", 1e-5))
+  if not 0.0 <= momentum < 1.0:
+    raise ValueError(f"model.bn_momentum={momentum} must be in [0, 1)")
+  if eps <= 0.0:
+    raise ValueError(f"model.bn_epsilon={eps} must be > 0")
+  return dict(conv_impl=resolve_conv_impl(cfg.get("conv_impl", "auto")),
+              compute_dtype=resolve_compute_dtype(cfg.get("compute_dtype", "float32")),
+              bn_momentum=momentum, bn_epsilon=eps)
+
+
 def _resnet_cnn(cfg, num_classes: int, data_info: dict) -> nn.Module:
   del data_info
   return ResidualCNN(num_classes=num_classes, widths=tuple(cfg.widths),
                      dense_width=cfg.dense_width, dropout_rate=cfg.dropout_rate,
-                     conv_impl=resolve_conv_impl(cfg.get("conv_impl", "auto")))
+                     **_resnet_options(cfg))
+
+
+def check_config(cfg) -> None:
+  """Errors of config.model that need no data (the vocabulary etc. come with the data)."""
+  if cfg.name not in MODELS:
+    raise ValueError(f"model.name={cfg.name!r} is not one of {sorted(MODELS)}")
+  if cfg.name == "resnet_cnn":
+    _resnet_options(cfg)
 
 
 def resolve_conv_impl(name: str) -> str:

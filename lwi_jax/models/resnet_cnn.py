@@ -194,6 +194,9 @@ def max_pool_2x2(x: jax.Array, impl: str) -> jax.Array:
 
 
 class Conv3x3(nn.Module):
+  """Parameters in `dtype`; the convolution runs in the input's dtype (bfloat16 under mixed
+  precision: the float32 kernel is cast, its gradient comes back as float32)."""
+
   features: int
   impl: str = "xla"
   add_bias: bool = True  # False: return (conv, bias) so the bias can be folded into BatchNorm
@@ -204,8 +207,8 @@ class Conv3x3(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (3, 3, x.shape[-1], self.features), self.dtype)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.dtype)
-    y = _CONVS[self.impl](x, kernel)
-    return y + bias if self.add_bias else (y, bias)
+    y = _CONVS[self.impl](x, kernel.astype(x.dtype))
+    return y + bias.astype(x.dtype) if self.add_bias else (y, bias)
 
 
 # ------------------------------------------------------------- fused BatchNorm + ReLU (CPU)
@@ -267,6 +270,8 @@ class BatchNormReLU(nn.Module):
 
   @nn.compact
   def __call__(self, z: jax.Array, conv_bias: jax.Array) -> jax.Array:
+    out_dtype = z.dtype  # bfloat16 under mixed precision: statistics in float32, output back
+    z = z.astype(jnp.promote_types(z.dtype, jnp.float32))
     c = z.shape[-1]
     ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), self.dtype))
     ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), self.dtype))
@@ -274,13 +279,13 @@ class BatchNormReLU(nn.Module):
     beta = self.param("bias", nn.initializers.zeros_init(), (c,), self.dtype)
     if self.use_running_average:
       mul = jax.lax.rsqrt(ra_var.value + self.epsilon) * scale
-      return jax.nn.relu((z + conv_bias - ra_mean.value) * mul + beta)
+      return jax.nn.relu((z + conv_bias - ra_mean.value) * mul + beta).astype(out_dtype)
     y, mean, var = bn_relu_train(z, scale, beta, jnp.asarray(self.epsilon, self.dtype))
     if not self.is_initializing():
       m = self.momentum
       ra_mean.value = m * ra_mean.value + (1.0 - m) * (mean + conv_bias)
       ra_var.value = m * ra_var.value + (1.0 - m) * var
-    return y
+    return y.astype(out_dtype)
 
 
 class ResidualCNN(nn.Module):
@@ -291,16 +296,25 @@ class ResidualCNN(nn.Module):
   dense_width: int = 256
   dropout_rate: float = 0.5
   conv_impl: str = "xla"
-  # float32 for training; float64 (with jax_enable_x64) lets bench/check_gradients_f64.py tell
-  # a wrong fast path from float32 round-off at the real sizes.
+  # Parameter dtype: float32 for training; float64 (with jax_enable_x64) lets
+  # bench/check_gradients_f64.py tell a wrong fast path from float32 round-off at the real sizes.
   dtype: jnp.dtype = jnp.float32
+  # Compute dtype (None = dtype). bfloat16 = mixed precision for GPU/TPU (model.compute_dtype):
+  # convolutions and dense layers in bfloat16, parameters, BatchNorm statistics and the logits
+  # (hence the loss) in float32.
+  compute_dtype: jnp.dtype | None = None
+  # BatchNorm's running-average momentum (flax convention: new = m * old + (1 - m) * batch)
+  # and epsilon (model.bn_momentum, model.bn_epsilon).
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
     if self.conv_impl not in CONV_IMPLS:
       raise ValueError(f"model.conv_impl={self.conv_impl!r} is not one of {list(CONV_IMPLS)}")
+    cdt = self.compute_dtype or self.dtype
     # uint8 pixels stay uint8 on the device (4x less memory); scale here.
-    x = images.astype(self.dtype) * (1.0 / 127.5) - 1.0
+    x = (images.astype(self.dtype) * (1.0 / 127.5) - 1.0).astype(cdt)
 
     layer = iter(range(5))
 
@@ -308,11 +322,11 @@ class ResidualCNN(nn.Module):
       name = f"BatchNorm_{next(layer)}"  # nn.BatchNorm's automatic names, for both paths
       if self.conv_impl == "cpu":
         z, bias = Conv3x3(features, self.conv_impl, add_bias=False, dtype=self.dtype)(x)
-        return BatchNormReLU(use_running_average=not train, momentum=0.9, dtype=self.dtype,
-                             name=name)(z, bias)
+        return BatchNormReLU(use_running_average=not train, momentum=self.bn_momentum,
+                             epsilon=self.bn_epsilon, dtype=self.dtype, name=name)(z, bias)
       x = Conv3x3(features, self.conv_impl, dtype=self.dtype)(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
-                       param_dtype=self.dtype, name=name)(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                       epsilon=self.bn_epsilon, dtype=cdt, param_dtype=self.dtype, name=name)(x)
       return nn.relu(x)
 
     w0, w1, w2 = self.widths
@@ -325,6 +339,7 @@ class ResidualCNN(nn.Module):
     x = conv_bn_relu(x, w2)
     x = max_pool_2x2(x, self.conv_impl)
     x = x.reshape(x.shape[0], -1)
-    x = nn.relu(nn.Dense(self.dense_width, dtype=self.dtype, param_dtype=self.dtype)(x))
+    x = nn.relu(nn.Dense(self.dense_width, dtype=cdt, param_dtype=self.dtype)(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.dtype)(x)
+    logits = nn.Dense(self.num_classes, dtype=cdt, param_dtype=self.dtype)(x)
+    return logits.astype(jnp.promote_types(self.dtype, jnp.float32))

@@ -1,0 +1,285 @@
+"""The fast CIFAR recipe, piece by piece, and wired end to end through the :smoke preset.
+
+Label smoothing, decoupled weight decay, the warm-up/linear-decay schedule, alternating flips +
+reflect translation, test-time mirror images, BatchNorm settings, mixed precision. Tiny shapes;
+the one end-to-end test trains the :smoke preset on a generated CIFAR-python fixture.
+"""
+
+import importlib.util
+import os
+import pickle
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from lwi_jax import augment, experiment, losses, models, recipe, train
+from lwi_jax.models.resnet_cnn import ResidualCNN
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_cifar_config(preset=None):
+  spec = importlib.util.spec_from_file_location("cifar_cfg",
+                                                os.path.join(REPO, "configs", "cifar.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(*([preset] if preset else []))
+
+
+# ------------------------------------------------------------------------------------- loss
+
+
+def test_label_smoothing_is_optax_smoothed_cross_entropy_and_zero_is_exact():
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(rng.normal(size=(6, 5)) * 3, jnp.float32)
+  labels = jnp.asarray([0, 1, 2, 3, 4, 0])
+  plain = losses.per_example_focal(logits, labels, 0.0)
+  chex.assert_trees_all_equal(losses.per_example_focal(logits, labels, 0.0, 0.0), plain)
+  smoothed = losses.per_example_focal(logits, labels, 0.0, 0.2)
+  want = optax.softmax_cross_entropy(logits, optax.smooth_labels(jax.nn.one_hot(labels, 5), 0.2))
+  np.testing.assert_allclose(smoothed, want, rtol=1e-5)
+  # focal: the smoothed cross-entropy scaled by the true class's (1 - p_y)^gamma
+  p_y = jax.nn.softmax(logits)[jnp.arange(6), labels]
+  np.testing.assert_allclose(losses.per_example_focal(logits, labels, 2.0, 0.2),
+                             (1 - p_y) ** 2 * want, rtol=1e-4)
+
+
+# -------------------------------------------------------------------------------- optimizer
+
+
+def _opt_cfg(**kw):
+  base = dict(name="sgdw", learning_rate=0.5, schedule="constant", weight_decay=0.1,
+              momentum=0.9, warmup_fraction=0.25, initial_lr_fraction=0.1,
+              final_lr_fraction=0.0)
+  return ml_collections.ConfigDict({**base, **kw})
+
+
+def test_sgdw_decay_is_decoupled_from_momentum():
+  """p' = p - lr (g + m * buf) [Nesterov] - lr * wd * p: the decay never enters the buffer."""
+  tx = train.make_optimizer(_opt_cfg(), 1, 10)
+  p = {"w": jnp.asarray([1.0, -2.0])}
+  g = {"w": jnp.asarray([0.5, 0.25])}
+  state = tx.init(p)
+  lr, wd, m = 0.5, 0.1, 0.9
+  buf = np.zeros(2)
+  want = np.asarray(p["w"])
+  for _ in range(3):
+    upd, state = tx.update(g, state, p)
+    p = optax.apply_updates(p, upd)
+    buf = m * buf + np.asarray(g["w"])  # momentum of the gradients only
+    want = want - lr * (np.asarray(g["w"]) + m * buf) - lr * wd * want
+    np.testing.assert_allclose(p["w"], want, rtol=1e-6)
+
+
+def test_warmup_linear_schedule():
+  sched = train.learning_rate_schedule(_opt_cfg(schedule="warmup_linear"), 100)
+  np.testing.assert_allclose([sched(0), sched(25), sched(100)], [0.05, 0.5, 0.0], atol=1e-7)
+  np.testing.assert_allclose(sched(12.5), (0.05 + 0.5) / 2, rtol=1e-5)  # linear warm-up
+  np.testing.assert_allclose(sched(62.5), 0.25, rtol=1e-5)  # linear decay
+  with pytest.raises(ValueError, match="optimizer.warmup_fraction=1.5"):
+    train.learning_rate_schedule(_opt_cfg(schedule="warmup_linear", warmup_fraction=1.5), 10)
+  with pytest.raises(ValueError, match="optimizer.name='lamb'.*sgdw"):
+    train.make_optimizer(_opt_cfg(name="lamb"), 1, 1)
+
+
+# ---------------------------------------------------------------------------- augmentation
+
+
+def test_alternating_flip_mask():
+  ids = jnp.arange(1000)
+  even, odd = augment.alternating_flip_mask(ids, 4), augment.alternating_flip_mask(ids, 7)
+  np.testing.assert_array_equal(even, ~odd)  # every image shows both sides in two epochs
+  np.testing.assert_array_equal(even, augment.alternating_flip_mask(ids, 0))
+  assert 400 < int(even.sum()) < 600  # about half flipped, not a block of indices
+  assert 0 < int(even[:20].sum()) < 20
+
+
+def test_apply_alternating_flip_and_reflect_translation():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8))
+  ids = jnp.arange(64) * 3
+  spec = augment.AugmentSpec("flip_crop", crop_pad=2, pad_mode="reflect", flip="alternating")
+  out = augment.apply(spec, x, jax.random.key(0), ids, 3)
+  flip = np.asarray(augment.alternating_flip_mask(ids, 3))
+  src = np.where(flip[:, None, None, None], np.asarray(x)[:, :, ::-1], np.asarray(x))
+  padded = np.pad(src, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+  for i in range(64):  # every view is a 8x8 window of its reflect-padded (flipped) image
+    assert any(np.array_equal(out[i], padded[i, a:a + 8, b:b + 8])
+               for a in range(5) for b in range(5)), i
+  assert not np.any(np.asarray(out) == 0) or np.any(src == 0)  # no zero border
+  # pad 0 + alternating: exactly the flipped images
+  exact = augment.apply(augment.AugmentSpec("flip_crop", 0, "zeros", "alternating"), x,
+                        jax.random.key(0), ids, 3)
+  np.testing.assert_array_equal(exact, src)
+  # the classic spec is the old flip_crop (same key use: existing runs reproduce)
+  np.testing.assert_array_equal(augment.augment("flip_crop", x, jax.random.key(2)),
+                                augment.flip_crop(x, jax.random.key(2), 4))
+
+
+def test_recipe_field_errors():
+  cfg = load_cifar_config("smoke")
+  for field, value, match in (("flip", "sometimes", "train.flip='sometimes'"),
+                              ("pad_mode", "wrap", "train.pad_mode='wrap'"),
+                              ("crop_pad", -1, "train.crop_pad=-1"),
+                              ("label_smoothing", 1.0, "train.label_smoothing=1.0")):
+    bad = cfg.copy_and_resolve_references()
+    bad.train[field] = value
+    with pytest.raises(ValueError, match=match):
+      experiment.validate_config(bad)
+  for field, value, match in (("compute_dtype", "float16", "model.compute_dtype='float16'"),
+                              ("bn_momentum", 1.0, "model.bn_momentum=1.0")):
+    bad = cfg.copy_and_resolve_references()
+    bad.model[field] = value
+    with pytest.raises(ValueError, match=match):
+      experiment.validate_config(bad)
+
+  class Text:  # image-only options on token ids fail loudly instead of doing nothing
+    train = type("S", (), {"inputs": np.zeros((4, 20), np.int32)})()
+
+  with pytest.raises(ValueError, match="train.eval_flip=True works on images"):
+    recipe.eval_flip(cfg.train, Text())
+  with pytest.raises(ValueError, match="train.augment='flip_crop' works on images"):
+    recipe.augment_spec(cfg.train, Text())
+
+
+# ------------------------------------------------------------------- model: TTA, BN, dtypes
+
+
+def _cnn(**kw):
+  return ResidualCNN(num_classes=5, widths=(4, 8, 8), dense_width=16, dropout_rate=0.0, **kw)
+
+
+@pytest.fixture(scope="module")
+def tiny_state():
+  x = jnp.asarray(np.random.default_rng(2).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8))
+  tx = optax.sgd(0.1)
+  state = jax.jit(train.create_train_state, static_argnums=(0, 1))(_cnn(conv_impl="xla"), tx,
+                                                                    x[:1], jax.random.key(0))
+  return state, x
+
+
+def test_eval_flip_sums_the_mirror_images_logits(tiny_state):
+  state, x = tiny_state
+  both = jax.jit(lambda s, x: train.predict_logits(s, x, True))(state, x)
+  one = jax.jit(lambda s, x: train.predict_logits(s, x, False))
+  np.testing.assert_allclose(both, one(state, x) + one(state, x[:, :, ::-1]), rtol=1e-5,
+                             atol=1e-5)
+  cm = train.predict_confusion(state, x[None], jnp.zeros((1, 8), jnp.int32),
+                               jnp.ones((1, 8), bool), num_classes=5, eval_flip=True)
+  assert int(cm.sum()) == 8
+
+
+def test_bn_settings_reach_the_model(tiny_state):
+  """model.bn_momentum / bn_epsilon from the config reach every BatchNorm: with momentum 0.5
+  the running mean moves 5x as far from 0 in one step as with the default 0.9; a larger
+  epsilon changes the normalised activations."""
+  state, x = tiny_state
+
+  def model(momentum, eps):
+    return models.create_model(ml_collections.ConfigDict(dict(
+        name="resnet_cnn", widths=(4, 8, 8), dense_width=16, dropout_rate=0.0, conv_impl="xla",
+        bn_momentum=momentum, bn_epsilon=eps, compute_dtype="float32")), 5)
+
+  assert (model(0.5, 1e-3).bn_momentum, model(0.5, 1e-3).bn_epsilon) == (0.5, 1e-3)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+
+  @jax.jit
+  def run(variables):
+    return [m.apply(variables, x, train=True, mutable=["batch_stats"])
+            for m in (model(0.5, 1e-5), _cnn(conv_impl="xla"), model(0.9, 1e-1))]
+
+  (logits, fast), (logits_default, default), (logits_eps, _) = run(variables)
+  for name in fast["batch_stats"]:
+    np.testing.assert_allclose(fast["batch_stats"][name]["mean"],
+                               5 * default["batch_stats"][name]["mean"], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(logits, logits_default, rtol=1e-6)
+  assert float(jnp.max(jnp.abs(logits_eps - logits_default))) > 1e-3
+
+
+@pytest.mark.parametrize("impl", ["xla", "cpu"])
+def test_bfloat16_mixed_precision_numerics(tiny_state, impl):
+  """Same float32 parameters: bfloat16 compute gives logits within bfloat16 round-off of the
+  float32 model, float32 logits/loss, float32 finite gradients close to the float32 ones."""
+  state, x = tiny_state
+  labels = jnp.arange(8) % 5
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+
+  def loss_and_grad(model):
+    def loss(p):
+      logits, _ = model.apply({**variables, "params": p}, x, train=True, mutable=["batch_stats"])
+      return losses.weighted_cross_entropy(logits, labels, jnp.ones(5)), logits
+    opts = dict(models.compiler_options(ml_collections.ConfigDict(
+        dict(name="resnet_cnn", conv_impl=impl)))) or None
+    return jax.jit(jax.value_and_grad(loss, has_aux=True), compiler_options=opts)(
+        variables["params"])
+
+  (l32, logits32), g32 = loss_and_grad(_cnn(conv_impl=impl))
+  (l16, logits16), g16 = loss_and_grad(_cnn(conv_impl=impl, compute_dtype=jnp.bfloat16))
+  assert logits16.dtype == jnp.float32 and l16.dtype == jnp.float32
+  scale = float(jnp.max(jnp.abs(logits32)))
+  assert float(jnp.max(jnp.abs(logits16 - logits32))) < 0.05 * scale
+  assert abs(float(l16) - float(l32)) < 0.02 * float(l32)
+  for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g32)):
+    assert a.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(a)))
+  flat16, flat32 = (jnp.concatenate([jnp.ravel(a) for a in jax.tree.leaves(g)])
+                    for g in (g16, g32))
+  cos = jnp.dot(flat16, flat32) / (jnp.linalg.norm(flat16) * jnp.linalg.norm(flat32))
+  assert float(cos) > 0.98, float(cos)
+
+
+# ------------------------------------------------------------------- :smoke, end to end
+
+
+def write_tiny_cifar(directory, per_class_train=4, per_class_test=2, size=32):
+  """CIFAR-10's python layout with a few random images per class (a class-dependent mean
+  colour, so something is learnable)."""
+  os.makedirs(directory, exist_ok=True)
+  rng = np.random.default_rng(0)
+
+  def batch(per_class):
+    labels = np.repeat(np.arange(10), per_class)
+    img = rng.integers(0, 80, (labels.size, 3, size, size)) + labels[:, None, None, None] * 17
+    return {b"data": img.reshape(labels.size, -1).astype(np.uint8),
+            b"labels": labels.tolist()}
+
+  for name in [f"data_batch_{i}" for i in range(1, 6)]:
+    with open(os.path.join(directory, name), "wb") as f:
+      pickle.dump(batch(per_class_train), f, protocol=2)
+  with open(os.path.join(directory, "test_batch"), "wb") as f:
+    pickle.dump(batch(per_class_test), f, protocol=2)
+  with open(os.path.join(directory, "batches.meta"), "wb") as f:
+    pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f, protocol=2)
+  return directory
+
+
+def test_smoke_preset_trains_with_the_whole_recipe(tmp_path, monkeypatch):
+  """configs/cifar.py:smoke through experiment.run: every recipe field reaches the compiled
+  functions (recorded at the boundary), and the study writes its results."""
+  config = load_cifar_config("smoke")
+  config.data.dir = write_tiny_cifar(str(tmp_path / "cifar"))
+  config.workdir = str(tmp_path / "run")
+  config.rules = ("uniform",)  # one member per phase: both phases share compiled programs
+  seen = {}
+  real_epoch, real_conf = train.ensemble_train_epoch_fn, train.ensemble_confusion_fn
+
+  def spy_epoch(*args, **kwargs):
+    seen["epoch"] = args, kwargs
+    return real_epoch(*args, **kwargs)
+
+  def spy_conf(*args):
+    seen["confusion"] = args
+    return real_conf(*args)
+
+  monkeypatch.setattr(train, "ensemble_train_epoch_fn", spy_epoch)
+  monkeypatch.setattr(train, "ensemble_confusion_fn", spy_conf)
+  results = experiment.run(config, log=lambda m: None)
+  spec, smoothing = seen["epoch"][0][1], seen["epoch"][1]["label_smoothing"]
+  assert spec == augment.AugmentSpec("flip_crop", 2, "reflect", "alternating")
+  assert smoothing == pytest.approx(0.2) and seen["confusion"][5] is True
+  assert results["dataset"]["sizes"] == {"train": 180, "validation": 20, "test": 20}
+  assert os.path.exists(os.path.join(config.workdir, "report.md"))
