@@ -42,6 +42,12 @@ from lwi_jax import models as models_lib  # noqa: E402
 NUM_CLASSES_CNN = 10
 
 
+def main_impls() -> tuple:
+  """The CNN implementation a study uses on this backend ('auto': 'cpu' on CPU, 'xla' on
+  GPU/TPU), measured at every K and strategy, and the ConvLSTM's '-'."""
+  return (models_lib.resolve_conv_impl("auto"), "-")
+
+
 def load_config(name: str, preset: str | None = None):
   path = os.path.join(REPO, "configs", f"{name}.py")
   spec = importlib.util.spec_from_file_location(f"bench_config_{name}", path)
@@ -362,7 +368,7 @@ def report(cases: list[Case], extra: dict, args) -> tuple[str, dict]:
     add("|---|---|---:|---:|---:|---:|---:|---:|")
     for (model, threads), tc in torch_cases.items():
       best = lambda k: min((c for c in jax_cases if c.model == model and c.members == k  # noqa
-                            and c.impl in ("cpu", "-")), key=lambda c: c.per_member_step(),
+                            and c.impl in main_impls()), key=lambda c: c.per_member_step(),
                            default=None)
       j1, j8 = best(1), best(max(args.ks))
       t = tc.per_member_step()
@@ -398,7 +404,7 @@ def report(cases: list[Case], extra: dict, args) -> tuple[str, dict]:
   best_per_k = {}
   for c in jax_cases:  # the fastest strategy for each (model, K)
     key = (c.model, c.members)
-    if c.impl in ("cpu", "-") and (key not in best_per_k or c.per_member_step()
+    if c.impl in main_impls() and (key not in best_per_k or c.per_member_step()
                                       < best_per_k[key].per_member_step()):
       best_per_k[key] = c
   for c in [*peak.values(), *torch_cases.values(), *best_per_k.values()]:
@@ -439,7 +445,7 @@ def report(cases: list[Case], extra: dict, args) -> tuple[str, dict]:
   kmax = max(args.ks)
   for model, limit in (("conv_lstm", 0.5), ("cnn", 1.0)):
     cands = [r for r in rows if r["model"] == model and r["K"] == kmax
-             and r["impl"] in ("cpu", "-")]
+             and r["impl"] in main_impls()]
     if cands:
       v = min(r["ratio_to_K1_min"] for r in cands)
       s = min(cands, key=lambda r: r["ratio_to_K1_min"])["strategy"]
@@ -537,15 +543,17 @@ def main(argv=None) -> dict:
     steps = args.cnn_steps if model_name == "cnn" else args.lstm_steps
     model, x, y, classes, flops, extra = _model_and_data(model_name, args, steps)
     if model_name == "cnn":
-      variants = [("cpu", k, s) for k in args.ks for s in args.strategies]
+      main = main_impls()[0]
+      variants = [(main, k, s) for k in args.ks for s in args.strategies]
       # Reference implementations as plain one-member programs ("sequential" = lax.map, no
       # vmap: vmap turns "xla" convolutions into grouped ones, ~100x slower on CPU).
-      variants += [(impl, min(args.ks), "sequential") for impl in args.cnn_ref_impls]
+      variants += [(impl, min(args.ks), "sequential") for impl in args.cnn_ref_impls
+                   if impl != main]
     else:
       variants = [("-", k, s) for k in args.ks for s in args.strategies]
     for impl, k, strategy in variants:
       m = _cnn(args, impl) if model_name == "cnn" else model
-      n = steps if impl in ("cpu", "-") else min(args.ref_steps, steps)
+      n = steps if impl in main_impls() else min(args.ref_steps, steps)
       log(f"  compiling {model_name} {impl} {strategy} K={k} ...")
       case = jax_case(model_name, m, impl, strategy, k, x[:n * args.batch], y[:n * args.batch],
                       classes, n, flops, args)

@@ -141,6 +141,15 @@ class Trainer:
     preds = np.asarray(fn(states, inputs, mask))[:num_members, :len(getattr(self.data, split))]
     return preds.astype(np.int16 if self.num_classes > 127 else np.int8)
 
+  def epoch_fn(self, on_step=None):
+    """The compiled (states, hparams, keys, epoch, inputs, labels) -> ... of this config
+    (`on_step`: the progress callback, train.train_epoch)."""
+    cfg = self.config.train
+    return train.ensemble_train_epoch_fn(cfg.batch_size, recipe.augment_spec(cfg, self.data),
+                                         cfg.ensemble_strategy, cfg.get("ensemble_chunk", 0),
+                                         self.mesh, self.compiler_options, on_step,
+                                         label_smoothing=recipe.label_smoothing(cfg))
+
   def evaluate(self, states, split: str, num_members: int | None = None) -> list[dict]:
     """Per-member summaries of the first `num_members` members (all: None), e.g. unpadded."""
     return summaries_from_confusions(np.asarray(self.confusions(states, split))[:num_members])
@@ -174,13 +183,7 @@ class Trainer:
     writers = (reporting.TensorBoard(tensorboard_dir, labels)
                if tensorboard_dir and sharding.is_primary() else None)
     bar = self.progress and self.mesh is None
-    epoch_fn = train.ensemble_train_epoch_fn(cfg.batch_size,
-                                             recipe.augment_spec(cfg, self.data),
-                                             cfg.ensemble_strategy,
-                                             cfg.get("ensemble_chunk", 0), self.mesh,
-                                             self.compiler_options,
-                                             console.on_train_step if bar else None,
-                                             label_smoothing=recipe.label_smoothing(cfg))
+    epoch_fn = self.epoch_fn(console.on_train_step if bar else None)
     steps = len(self.data.train) // cfg.batch_size
     bar_steps = steps * ensemble.member_passes(cfg.ensemble_strategy,
                                                cfg.get("ensemble_chunk", 0), n)

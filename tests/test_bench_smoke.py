@@ -14,8 +14,9 @@ import sys
 
 import pytest
 
-from bench import batched_matmul, profile_step
+from bench import batched_matmul, profile_step, time_to_accuracy
 from bench import run as bench_run
+from tests.test_recipe import write_tiny_cifar
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,3 +99,18 @@ def test_check_gradients_f64_and_fusion_repro():
 def test_batched_matmul(capsys):
   batched_matmul.main()
   assert "GFLOP/s" in capsys.readouterr().out
+
+
+def test_time_to_accuracy(tmp_path):
+  """`python -m bench.time_to_accuracy` on a generated CIFAR-python fixture, tiny network:
+  both frameworks side by side when PyTorch is installed (JAX alone otherwise)."""
+  frameworks = "jax,torch" if _torch_available() else "jax"
+  out = time_to_accuracy.main([
+      "--preset", "smoke", "--frameworks", frameworks, "--epochs", "2", "--targets", "0.0,1.01",
+      "--data_dir", write_tiny_cifar(str(tmp_path / "cifar")), "--out_dir", str(tmp_path)])
+  for name in frameworks.split(","):
+    r = out["rows"][name]
+    assert len(r["accuracy"]) == 2 and len(r["tpr"]) == 10
+    assert r["minutes_to"]["0"] is not None and r["minutes_to"]["1.01"] is None
+  if _torch_available():
+    assert out["jax_over_torch_per_step"] > 0
