@@ -15,6 +15,7 @@ mismatch.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
@@ -47,14 +48,21 @@ def images(batch: int, size: int):
           jnp.asarray(rng.integers(0, 10, batch).astype(np.int32)), "random")
 
 
+@functools.lru_cache(maxsize=None)
+def _initial_variables(widths, image_shape):
+  """The same (float32-drawn) initial values for every impl and dtype: initializers draw
+  different numbers in float64. Initialised once (the init program compiles slowly in x64)."""
+  model = ResidualCNN(10, widths=widths, dense_width=256, conv_impl="xla", dropout_rate=0.0,
+                      dtype=jnp.float32)
+  return jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros(image_shape, jnp.uint8),
+                                    train=False))()
+
+
 def gradients(impl: str, dtype, x, y, members: int, widths):
   model = ResidualCNN(10, widths=widths, dense_width=256, conv_impl=impl, dropout_rate=0.0,
                       dtype=dtype)
-  # The same (float32-drawn) initial values for every dtype: initializers draw different numbers
-  # in float64.
-  init_model = model.clone(dtype=jnp.float32)
-  variables = jax.jit(lambda: init_model.init(jax.random.key(0), x[:1], train=False))()
-  variables = jax.tree.map(lambda v: v.astype(dtype), variables)
+  variables = jax.tree.map(lambda v: v.astype(dtype),
+                           _initial_variables(tuple(widths), (1,) + tuple(x.shape[1:])))
 
   def loss(params):
     logits, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,

@@ -48,12 +48,12 @@ cat "$OUT/env.txt"
 
 # 1. The xla conv path and mixed precision (tests that parametrize over conv impls run all of
 #    them; on a GPU 'xla' is the production path).
-part "tests (xla path, bf16)" "${TESTS_S:-120}" "$OUT/tests.log" \
+part "tests (xla path, bf16)" "${TESTS_S:-90}" "$OUT/tests.log" \
   "$PY" -m pytest -q -p no:xdist tests/test_fast_paths.py tests/test_train.py \
   tests/test_recipe.py -k "xla or bfloat16 or eval_flip or bn_settings or conv_impl"
 
 # 2. The benchmark: CNN (the auto impl at K = 1, 8; lax.conv reference) and ConvLSTM.
-part "bench.run" "${BENCH_S:-120}" "$OUT/bench.log" \
+part "bench.run" "${BENCH_S:-90}" "$OUT/bench.log" \
   "$PY" -m bench.run --ks 1,8 --strategies vmap --cnn_ref_impls "" --no_torch --rounds 3 \
   --cnn_steps 50 --lstm_steps 50 --out_dir "$OUT"
 
@@ -61,7 +61,7 @@ part "bench.run" "${BENCH_S:-120}" "$OUT/bench.log" \
 part "study full f32" "${STUDY_S:-240}" "$OUT/study_f32.log" \
   "$PY" launch.py --config=configs/cifar.py --config.data.dir="$CIFAR" \
   --config.workdir="$OUT/cifar_full_f32"
-part "study full bf16" "${STUDY_BF16_S:-120}" "$OUT/study_bf16.log" \
+part "study full bf16" "${STUDY_BF16_S:-150}" "$OUT/study_bf16.log" \
   "$PY" launch.py --config=configs/cifar.py --config.data.dir="$CIFAR" \
   --config.model.compute_dtype=bfloat16 --config.workdir="$OUT/cifar_full_bf16"
 

@@ -73,8 +73,9 @@ def main(argv=None) -> None:
   p.add_argument("--steps", type=int, default=3)
   p.add_argument("--top", type=int, default=25)
   p.add_argument("--trace_dir", default="")
+  p.add_argument("--quick", action="store_true", help="bench.run --quick's tiny model sizes")
   args = p.parse_args(argv)
-  bargs = bench_run.parse_args([])  # the benchmark's model sizes
+  bargs = bench_run.parse_args(["--quick"] if args.quick else [])  # the benchmark's sizes
   bargs.batch = args.batch
   model, x, y, classes, _, _ = bench_run._model_and_data(args.model, bargs, args.steps)  # noqa
   if args.model == "cnn":

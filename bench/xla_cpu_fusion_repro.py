@@ -1,6 +1,7 @@
 """XLA:CPU miscompile found while testing the fast paths: plain JAX, float64, no lwi_jax code.
 
   python -m bench.xla_cpu_fusion_repro            # prints the error of jit vs eager per size
+  python -m bench.xla_cpu_fusion_repro --sizes 10 # one image size only
   XLA_FLAGS=--xla_cpu_use_fusion_emitters=false python -m bench.xla_cpu_fusion_repro
 
 A residual block (conv -> BN -> ReLU, x0 + relu(BN(im2col_conv(x0))), reshape+max 2x2 pool, conv)
@@ -14,6 +15,7 @@ Exit status 1 if any size is wrong, so this can tell when an XLA upgrade fixes i
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import jax
@@ -55,14 +57,17 @@ def loss(kernels, x):
   return jnp.sum(h * jnp.cos(jnp.arange(h.size, dtype=h.dtype).reshape(h.shape)))
 
 
-def main() -> int:
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--sizes", default="10,12,16,32", help="image sizes to check")
+  sizes = [int(s) for s in p.parse_args(argv).sizes.split(",")]
   rng = np.random.default_rng(0)
   shapes = [(3, 3, 3, 16), (3, 3, 16, 16), (3, 3, 16, 16)]
   kernels = [jnp.asarray(jax.random.normal(jax.random.key(i), s, jnp.float64) * 0.2)
              for i, s in enumerate(shapes)]
   grad = jax.grad(loss)
   wrong = 0
-  for size in (10, 12, 16, 32):
+  for size in sizes:
     x = jnp.asarray(rng.integers(0, 256, (8, size, size, 3)), jnp.float64) / 127.5 - 1
     eager = grad(kernels, x)
     jitted = jax.jit(grad)(kernels, x)
