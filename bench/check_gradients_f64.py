@@ -94,6 +94,7 @@ def main(argv=None) -> int:
   p.add_argument("--batch", type=int, default=32)
   p.add_argument("--image", type=int, default=32)
   p.add_argument("--widths", default="32,64,128")
+  p.add_argument("--impls", default="matmul,cpu", help="fast paths checked against lax.conv")
   args = p.parse_args(argv)
   widths = tuple(int(w) for w in args.widths.split(","))
   x, y, source = images(args.batch, args.image)
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
   f32 = worst(gradients("xla", jnp.float32, x, y, 1, widths), ref)
   print(f"  xla    float32 vs float64: {f32[0]:.1e} ({f32[1]})  <- float32 vs float64 of the same program, for scale")
   failed = False
-  for impl in ("matmul", "cpu"):
+  for impl in args.impls.split(","):
     for members in (1, 2):
       err, where = worst(gradients(impl, jnp.float64, x, y, members, widths), ref)
       ok = err < 1e-10
