@@ -14,11 +14,13 @@ import sys
 
 import pytest
 
-from bench import batched_matmul, profile_step, time_to_accuracy
-from bench import run as bench_run
-from tests.test_recipe import write_tiny_cifar
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # bench/ and tests/ are imported as packages of the checkout
+  sys.path.insert(0, REPO)
+
+from bench import batched_matmul, profile_step, time_to_accuracy  # noqa: E402
+from bench import run as bench_run  # noqa: E402
+from tests.test_recipe import write_tiny_cifar  # noqa: E402
 
 def _torch_available() -> bool:
   try:
