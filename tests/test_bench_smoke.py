@@ -20,7 +20,6 @@ if REPO not in sys.path:  # bench/ and tests/ are imported as packages of the ch
 
 from bench import batched_matmul, profile_step, time_to_accuracy  # noqa: E402
 from bench import run as bench_run  # noqa: E402
-from tests.test_recipe import write_tiny_cifar  # noqa: E402
 
 def _torch_available() -> bool:
   try:
@@ -106,13 +105,13 @@ def test_batched_matmul(capsys):
   assert "GFLOP/s" in capsys.readouterr().out
 
 
-def test_time_to_accuracy(tmp_path):
-  """`python -m bench.time_to_accuracy` on a generated CIFAR-python fixture, tiny network:
+def test_time_to_accuracy(tmp_path, tiny_cifar10_dir):
+  """`python -m bench.time_to_accuracy` on conftest's miniature CIFAR-10, :smoke network:
   both frameworks side by side when PyTorch is installed (JAX alone otherwise)."""
   frameworks = "jax,torch" if _torch_available() else "jax"
   out = time_to_accuracy.main([
       "--preset", "smoke", "--frameworks", frameworks, "--epochs", "1", "--targets", "0.0,1.01",
-      "--data_dir", write_tiny_cifar(str(tmp_path / "cifar")), "--out_dir", str(tmp_path)])
+      "--data_dir", tiny_cifar10_dir, "--out_dir", str(tmp_path)])
   for name in frameworks.split(","):
     r = out["rows"][name]
     assert len(r["accuracy"]) == 1 and len(r["tpr"]) == 10

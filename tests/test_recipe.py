@@ -2,12 +2,11 @@
 
 Label smoothing, decoupled weight decay, the warm-up/linear-decay schedule, alternating flips +
 reflect translation, test-time mirror images, BatchNorm settings, mixed precision. Tiny shapes;
-the one end-to-end test trains the :smoke preset on a generated CIFAR-python fixture.
+the one end-to-end test trains the :smoke preset on conftest's miniature CIFAR-10.
 """
 
 import importlib.util
 import os
-import pickle
 
 import chex
 import jax
@@ -235,33 +234,12 @@ def test_bfloat16_mixed_precision_numerics(tiny_state, impl):
 # ------------------------------------------------------------------- :smoke, end to end
 
 
-def write_tiny_cifar(directory, per_class_train=4, per_class_test=2, size=32):
-  """CIFAR-10's python layout with a few random images per class (a class-dependent mean
-  colour, so something is learnable)."""
-  os.makedirs(directory, exist_ok=True)
-  rng = np.random.default_rng(0)
-
-  def batch(per_class):
-    labels = np.repeat(np.arange(10), per_class)
-    img = rng.integers(0, 80, (labels.size, 3, size, size)) + labels[:, None, None, None] * 17
-    return {b"data": img.reshape(labels.size, -1).astype(np.uint8),
-            b"labels": labels.tolist()}
-
-  for name in [f"data_batch_{i}" for i in range(1, 6)]:
-    with open(os.path.join(directory, name), "wb") as f:
-      pickle.dump(batch(per_class_train), f, protocol=2)
-  with open(os.path.join(directory, "test_batch"), "wb") as f:
-    pickle.dump(batch(per_class_test), f, protocol=2)
-  with open(os.path.join(directory, "batches.meta"), "wb") as f:
-    pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f, protocol=2)
-  return directory
-
-
-def test_smoke_preset_trains_with_the_whole_recipe(tmp_path, monkeypatch):
-  """configs/cifar.py:smoke through experiment.run: every recipe field reaches the compiled
-  functions (recorded at the boundary), and the study writes its results."""
+def test_smoke_preset_trains_with_the_whole_recipe(tmp_path, monkeypatch, tiny_cifar10_dir):
+  """configs/cifar.py:smoke through experiment.run on the miniature CIFAR-10 (conftest):
+  every recipe field reaches the compiled functions (recorded at the boundary), and the study
+  writes its results."""
   config = load_cifar_config("smoke")
-  config.data.dir = write_tiny_cifar(str(tmp_path / "cifar"))
+  config.data.dir = tiny_cifar10_dir
   config.workdir = str(tmp_path / "run")
   config.rules = ("uniform",)  # one member per phase: both phases share compiled programs
   seen = {}
@@ -281,5 +259,5 @@ def test_smoke_preset_trains_with_the_whole_recipe(tmp_path, monkeypatch):
   spec, smoothing = seen["epoch"][0][1], seen["epoch"][1]["label_smoothing"]
   assert spec == augment.AugmentSpec("flip_crop", 2, "reflect", "alternating")
   assert smoothing == pytest.approx(0.2) and seen["confusion"][5] is True
-  assert results["dataset"]["sizes"] == {"train": 180, "validation": 20, "test": 20}
+  assert results["dataset"]["sizes"] == {"train": 180, "validation": 20, "test": 200}
   assert os.path.exists(os.path.join(config.workdir, "report.md"))
