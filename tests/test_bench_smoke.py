@@ -118,3 +118,13 @@ def test_time_to_accuracy(tmp_path, tiny_cifar10_dir):
     assert r["minutes_to"]["0"] is not None and r["minutes_to"]["1.01"] is None
   if _torch_available():
     assert out["jax_over_torch_per_step"] > 0
+
+
+def test_gpu_check_script_parses():
+  """bench/gpu_check.sh needs a GPU to run; here: it is valid bash and names its parts."""
+  path = os.path.join(REPO, "bench", "gpu_check.sh")
+  assert subprocess.run(["bash", "-n", path], capture_output=True).returncode == 0
+  text = open(path).read()
+  for needed in ("tests/test_fast_paths.py", "bench.run", "launch.py --config=configs/cifar.py",
+                 "compute_dtype=bfloat16", "timings.txt"):
+    assert needed in text
