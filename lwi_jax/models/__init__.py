@@ -45,14 +45,6 @@ def _resnet_cnn(cfg, num_classes: int, data_info: dict) -> nn.Module:
                      **_resnet_options(cfg))
 
 
-def check_config(cfg) -> None:
-  """Errors of config.model that need no data (the vocabulary etc. come with the data)."""
-  if cfg.name not in MODELS:
-    raise ValueError(f"model.name={cfg.name!r} is not one of {sorted(MODELS)}")
-  if cfg.name == "resnet_cnn":
-    _resnet_options(cfg)
-
-
 def resolve_conv_impl(name: str) -> str:
   """'auto' picks the CPU path on CPU (see resnet_cnn) and XLA's convolutions elsewhere."""
   if name == "auto":
@@ -115,6 +107,8 @@ def check_config(cfg) -> None:
     raise ValueError(f"model.name={cfg.name!r} is not one of {sorted(MODELS)}")
   if cfg.name == "mlp":
     mlp_lib.check_config(cfg)
+  if cfg.name == "resnet_cnn":
+    _resnet_options(cfg)
 
 
 def create_model(cfg, num_classes: int, data_info: dict | None = None) -> nn.Module:
