@@ -137,7 +137,8 @@ class Trainer:
     inputs, _, mask = self.eval_sets[split]
     cfg = self.config.train
     fn = train.ensemble_predictions_fn(cfg.ensemble_strategy, cfg.get("ensemble_chunk", 0),
-                                       self.mesh, self.compiler_options)
+                                       self.mesh, self.compiler_options,
+                                       recipe.eval_flip(cfg, self.data))
     preds = np.asarray(fn(states, inputs, mask))[:num_members, :len(getattr(self.data, split))]
     return preds.astype(np.int16 if self.num_classes > 127 else np.int8)
 

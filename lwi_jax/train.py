@@ -322,17 +322,18 @@ def predict_confusion(state: TrainState, inputs: jax.Array, labels: jax.Array, m
   return jax.lax.scan(body, cm0, (inputs, labels, mask))[0]
 
 
-def predict_labels(state: TrainState, inputs: jax.Array, mask: jax.Array) -> jax.Array:
+def predict_labels(state: TrainState, inputs: jax.Array, mask: jax.Array,
+                   eval_flip: bool = False) -> jax.Array:
   """Predicted class [S*B] (int32; -1 at padding) of one member over pre-batched eval data.
 
-  The per-example counterpart of `predict_confusion`, for statistics that resample examples
-  (lwi_jax/bootstrap.py) and for out-of-fold scores (lwi_jax/scores.py).
+  The per-example counterpart of `predict_confusion` (same logits, `eval_flip` included), for
+  statistics that resample examples (lwi_jax/bootstrap.py) and for out-of-fold scores
+  (lwi_jax/scores.py).
   """
 
   def body(_, xs):
     x, m = xs
-    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x,
-                            train=False)
+    logits = predict_logits(state, x, eval_flip)
     return None, jnp.where(m, jnp.argmax(logits, -1), -1).astype(jnp.int32)
 
   return jax.lax.scan(body, None, (inputs, mask))[1].reshape(-1)
@@ -387,9 +388,10 @@ def ensemble_confusion_fn(num_classes: int, strategy: str, chunk: int = 0, mesh=
 
 @functools.lru_cache(maxsize=None)
 def ensemble_predictions_fn(strategy: str, chunk: int = 0, mesh=None,
-                            compiler_options: tuple = ()):
+                            compiler_options: tuple = (), eval_flip: bool = False):
   """Jitted (states[E], inputs, mask) -> predicted classes [E, S*B] (replicated)."""
-  fn = ensemble.map_members(predict_labels, strategy, num_member_args=1, chunk=chunk)
+  member = functools.partial(predict_labels, eval_flip=eval_flip)
+  fn = ensemble.map_members(member, strategy, num_member_args=1, chunk=chunk)
   if mesh is not None:
     fn = sharding.shard_ensemble_fn(fn, 1, mesh, replicated_outputs=(0,))
   return jax.jit(fn, compiler_options=dict(compiler_options) or None)

@@ -171,6 +171,9 @@ def test_eval_flip_sums_the_mirror_images_logits(tiny_state):
   cm = train.predict_confusion(state, x[None], jnp.zeros((1, 8), jnp.int32),
                                jnp.ones((1, 8), bool), num_classes=5, eval_flip=True)
   assert int(cm.sum()) == 8
+  # the per-example predictions (bootstrap, cross-fitted scores) use the same logits
+  labels = train.predict_labels(state, x[None], jnp.ones((1, 8), bool), eval_flip=True)
+  np.testing.assert_array_equal(labels, jnp.argmax(both, -1))
 
 
 def test_bn_settings_reach_the_model(tiny_state):
