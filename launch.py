@@ -1,5 +1,7 @@
 """Entry point: python launch.py --config=configs/cifar.py[:cpu] [--config.train.epochs=5 ...]"""
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -15,7 +17,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   console.configure_logging()  # library INFO logs only with --verbosity
   sharding.initialize_distributed(_CONFIG.value)  # before anything else touches JAX
-  experiment.run(_CONFIG.value)
+  failure = experiment.failure_line(experiment.run(_CONFIG.value))
+  if failure:  # the outputs are written and flag it; the exit code must too
+    print(failure, file=sys.stderr, flush=True)
+    sys.exit(experiment.EXIT_NON_FINITE)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   config.data.tfds_data_dir = ""  # '' = TFDS default (~/tensorflow_datasets)
   config.data.download = True  # tfds only: download and prepare if not prepared
   config.data.validation_fraction = 0.1  # carved from train, stratified; weights come from it
+  config.data.min_validation_per_class = 5  # fewer: refused after loading (TPR steps of 1/n)
   config.data.split_seed = 0
   config.data.train_per_class = 0  # 0 = all; the pool validation is carved from
   config.data.test_per_class = 0  # 0 = all

@@ -44,6 +44,7 @@ def get_config(preset: str = "names") -> ml_collections.ConfigDict:
   config.data.max_len_percentile = 99.5
   config.data.conflicts = "keep"  # identical inputs with different labels: keep, drop, majority
   config.data.validation_fraction = 0.1  # weights come from validation TPRs
+  config.data.min_validation_per_class = 5  # fewer: refused after loading (TPR steps of 1/n)
   config.data.test_fraction = 0.2
   config.data.split_seed = 0
 

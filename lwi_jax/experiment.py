@@ -11,10 +11,17 @@
 6. compare each rule with the baseline, paired by seed (see stats.py).
 `config.rounds` > 1 repeats 2-5 with the newest validation scores of each member.
 
-Each phase is identified by a fingerprint of the config fields it depends on. Its result is
+Each phase is identified by a fingerprint of the config fields it depends on and of the
+content of the loaded data (`data.content_hash`: an edited CSV never reuses a phase). Its result is
 written atomically to `phases/<phase>-<fingerprint>.json` and its training carry checkpointed
 every epoch, so running the same command again resumes a killed run, or reuses finished phases
 (adding a rule reuses the baseline).
+
+A member whose loss, parameters or weights become NaN or infinite (checked inside the compiled
+epoch) is reported by name and epoch, gets the status "non_finite", and is left out of every
+comparison; members whose weights would derive from it are not trained on its scores (status
+"source_non_finite"). `run` returns the study's `status`; launch.py turns a failed one into
+exit code `EXIT_NON_FINITE`.
 """
 
 from __future__ import annotations
@@ -32,12 +39,15 @@ import numpy as np
 
 from lwi_jax import checkpoint as checkpoint_lib
 from lwi_jax import console
+from lwi_jax import config_checks
 from lwi_jax import data as data_lib
 from lwi_jax import ensemble, io_utils, members as members_lib, metrics, models, sharding, train
 from lwi_jax import recipe, reporting, scores as scores_lib
 
 Printer = Callable[[str], None]
-HISTORY_FIELDS = ("loss", "accuracy", "val_accuracy", "seconds")
+HISTORY_FIELDS = ("loss", "accuracy", "val_accuracy", "seconds", "finite")
+EXIT_NON_FINITE = 3  # launch.py's exit code when any member went non-finite
+OK, NON_FINITE, SOURCE_NON_FINITE = reporting.OK, reporting.NON_FINITE, reporting.SOURCE_NON_FINITE
 
 
 def _print(msg: str) -> None:
@@ -57,17 +67,13 @@ def summaries_from_confusions(cms: np.ndarray) -> list[dict]:
 
 def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.MemberSpec]:
   """Every check that can fail without data, run before anything is loaded or compiled."""
+  config_checks.check_config(config)
   specs = members_lib.parse_members(config.rules, config.seeds)
   train.make_optimizer(config.optimizer, 1, 1)
   models.resolve_conv_impl(config.model.get("conv_impl", "auto"))
   models.check_config(config.model)
   ensemble.resolve_strategy(config.train.ensemble_strategy)
   recipe.check(config)
-  for field in ("epochs", "batch_size", "eval_batch_size"):
-    if int(config.train[field]) < 1:
-      raise ValueError(f"train.{field}={config.train[field]} must be >= 1")
-  if int(config.get("rounds", 1)) < 1:
-    raise ValueError(f"rounds={config.rounds} must be >= 1")
   scores_lib.validate(scores_lib.from_config(config))
   test = config.compare.test
   if test not in reporting.TESTS:
@@ -83,7 +89,11 @@ def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.Membe
 
 
 def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
-  """Hash of what a phase's result depends on (not the workdir, not the report options)."""
+  """Hash of what a phase's result depends on (not the workdir, not the report options).
+
+  `parts` name the phase and carry the data's content hash, so the same config on edited data
+  is a different phase.
+  """
   d = config.to_dict()
   for key in ("workdir", "rules", "rounds", "compare", "scores"):  # scores: in the round parts
     d.pop(key, None)
@@ -205,9 +215,11 @@ class Trainer:
         val_acc = (np.trace(np.asarray(cms), axis1=1, axis2=2) / np.asarray(cms).sum((1, 2)))[:n]
         if dynamic:
           hp = train.ensemble_dynamic_weights_update(hp, cms)
+      finite = (np.asarray(m["finite"], bool)
+                & np.isfinite(np.asarray(hp.class_weights)[:n]).all(1))
       seconds = time.perf_counter() - t0
       for k, v in (("loss", m["loss"]), ("accuracy", m["accuracy"]), ("val_accuracy", val_acc),
-                   ("seconds", np.full(n, seconds))):
+                   ("seconds", np.full(n, seconds)), ("finite", finite.astype(np.float32))):
         history[k][:, epoch] = v
       if ckpt is not None:
         ckpt.save(epoch + 1, {"states": states, "hparams": hp, "history": history})
@@ -221,11 +233,19 @@ class Trainer:
                f"{console.spread(history['loss'][:, epoch])}  val acc "
                f"{console.spread(history['val_accuracy'][:, epoch])}  "
                f"({left} left in this phase)")
+      for i in np.flatnonzero(~finite & (first_non_finite(history["finite"][:, :epoch]) == 0)):
+        self.log(f"[{phase}] {labels[i]} went non-finite (NaN/inf loss, parameters or weights) "
+                 f"in epoch {epoch + 1}: it is excluded from every comparison")
+      if not finite.any():
+        self.log(f"[{phase}] every member is non-finite after epoch {epoch + 1}: stopping this "
+                 "phase (lower the learning rate or the rule's hyper-parameters)")
+        break
     if start < epochs:  # each member once, after its last epoch
       for i, label in enumerate(labels):
-        self.log(f"    {label:<44s} loss {history['loss'][i, -1]:.4f}  "
-                 f"train acc {history['accuracy'][i, -1]:.4f}  "
-                 f"val acc {history['val_accuracy'][i, -1]:.4f}")
+        self.log(f"    {label:<44s} loss {history['loss'][i, epoch]:.4f}  "
+                 f"train acc {history['accuracy'][i, epoch]:.4f}  "
+                 f"val acc {history['val_accuracy'][i, epoch]:.4f}"
+                 + ("" if history["finite"][i, epoch] else "  NON-FINITE"))
     if writers is not None:
       writers.close()
     if ckpt is not None:
@@ -237,8 +257,17 @@ def _fmt_vec(v) -> str:
   return "[" + " ".join(f"{x:.3f}" for x in np.asarray(v)) + "]"
 
 
+def first_non_finite(finite_history: np.ndarray) -> np.ndarray:
+  """Per member, the first (1-based) epoch whose `finite` flag is 0; 0 if none."""
+  bad = np.asarray(finite_history) == 0
+  return np.where(bad.any(1), bad.argmax(1) + 1, 0) if bad.size else np.zeros(len(bad), int)
+
+
 def _phase_result(labels, seeds, rules, hparams_start, hparams_end, history, val, test) -> dict:
+  epochs = first_non_finite(history["finite"])
   return {"labels": labels, "seeds": seeds, "rules": rules,
+          "status": [NON_FINITE if e else OK for e in epochs],
+          "non_finite_epoch": [int(e) or None for e in epochs],
           "initial_class_weights": np.asarray(hparams_start.class_weights),
           "sample_weights": np.asarray(hparams_start.sample_weights),
           "final_class_weights": np.asarray(hparams_end.class_weights),
@@ -256,17 +285,26 @@ class Study:
     self.workdir = os.path.abspath(config.workdir)
     self._trainer = None
     self._data = None
+    self._data_hash = None
 
   @property
   def data(self) -> data_lib.ClassificationData:
     if self._data is None:
-      self._data = data_lib.load_dataset(self.config.data)
-      d = self._data
+      d = data_lib.load_dataset(self.config.data)
+      config_checks.check_data(self.config, d)
+      self._data = d
       self.log(f"data: {self.config.data.name}  train {len(d.train)}  validation "
                f"{len(d.validation)}  test {len(d.test)}  classes {list(d.class_names)}")
       for line in data_lib.summary_lines(d):
         self.log(line)
     return self._data
+
+  @property
+  def data_hash(self) -> str:
+    """Content hash of the loaded data (loads it): a phase is only reused for the same data."""
+    if self._data_hash is None:
+      self._data_hash = data_lib.content_hash(self.data)
+    return self._data_hash
 
   @property
   def trainer(self) -> Trainer:
@@ -345,9 +383,11 @@ class Study:
     cfg = self.config
     seeds = list(cfg.seeds)
     os.makedirs(self.workdir, exist_ok=True)
-    # A learned vocabulary is derived from the data: a phase depends on it explicitly.
+    # A learned vocabulary is derived from the data, and so is everything else: the content
+    # hash of what was loaded (vocabulary included) is part of every phase's fingerprint.
     vocab = self.data.info.get("vocabulary", {}).get("sha256")
-    base_key = fingerprint(cfg, "baseline", *([vocab] if vocab else []))
+    data_hash = self.data_hash
+    base_key = fingerprint(cfg, "baseline", *([vocab] if vocab else []), data_hash)
     baseline = self._phase(
         "baseline", base_key, [f"baseline@seed{s}" for s in seeds], seeds, ["baseline"] * len(seeds),
         lambda: ensemble.stack([train.MemberHParams.create(
@@ -355,15 +395,27 @@ class Study:
     score_cfg = scores_lib.from_config(cfg)
     records = self._score_records(score_cfg, seeds, baseline, base_key)
     scores = {m.label: records[seeds.index(m.seed)]["tpr"] for m in self.specs}
+    # Where each member's scores come from, and whether that member stayed finite.
+    source = {m.label: (f"baseline@seed{m.seed}",
+                        baseline["status"][seeds.index(m.seed)] == OK) for m in self.specs}
     rounds = []
     for r in range(1, int(cfg.get("rounds", 1)) + 1):
       key = fingerprint(cfg, "round", r, [m.label for m in self.specs], base_key,
-                        score_cfg.to_dict())
-      used = dict(scores)
+                        score_cfg.to_dict(), data_hash)
+      used, src = dict(scores), dict(source)
 
-      def make(used=used):
-        counts = self.data.class_counts
-        hps = [m.rule.member_hparams(used[m.label], counts, cfg.train.epochs) for m in self.specs]
+      def make(used=used, src=src):
+        counts, names = self.data.class_counts, self.data.class_names
+        hps = []
+        for m in self.specs:
+          if src[m.label][1]:
+            hps.append(m.rule.member_hparams(used[m.label], counts, cfg.train.epochs, names))
+            continue
+          # Scores of a diverged member are argmaxes of NaN logits: derive nothing from them.
+          self.log(f"weights {m.label}: not derived, its source {src[m.label][0]} is "
+                   "non-finite; trained with uniform weights only to keep the ensemble, and "
+                   "excluded")
+          hps.append(train.MemberHParams.create(np.ones(len(counts), np.float32)))
         for m, h in zip(self.specs, hps):
           self.log(f"weights {m.label:<44s} {_fmt_vec(h.class_weights)}"
                    + (f"  sampling {_fmt_vec(h.sample_weights)}" if bool(h.oversample) else ""))
@@ -372,12 +424,17 @@ class Study:
       result = self._phase(f"round{r}", key, [m.label for m in self.specs],
                            [m.seed for m in self.specs], [m.rule.label for m in self.specs], make)
       result["scores_used"] = [used[m.label] for m in self.specs]
+      result["status"] = [SOURCE_NON_FINITE if not src[m.label][1] else st
+                          for m, st in zip(self.specs, result["status"])]
       rounds.append(result)
       scores = {m.label: np.asarray(result["validation"][i]["tpr"])
+                for i, m in enumerate(self.specs)}
+      source = {m.label: (f"{m.label} (round {r})", result["status"][i] == OK)
                 for i, m in enumerate(self.specs)}
 
     results = reporting.assemble_results(cfg, self.data, baseline, rounds, self.specs,
                                          time.perf_counter() - t_start)
+    results["dataset"]["content_hash"] = data_hash
     self._attach_score_uncertainty(results, score_cfg, records)
     if not sharding.is_primary():  # one writer: process 0
       return results
@@ -388,6 +445,24 @@ class Study:
 
 
 def run(config: ml_collections.ConfigDict, log: Printer = _print) -> dict:
-  """Runs (or resumes) the study of `config`; writes everything into `config.workdir`."""
+  """Runs (or resumes) the study of `config`; writes everything into `config.workdir`.
+
+  The returned results carry `status` ("ok", or "non_finite" when any member diverged; see
+  `failure_line`).
+  """
   with sharding.explain_peer_failure():
     return Study(config, log).run()
+
+
+def failure_line(results: dict) -> str | None:
+  """One line saying why a finished study cannot be trusted, or None if it can."""
+  bad = results.get("non_finite_members", [])
+  if results.get("status", OK) == OK:
+    return None
+  diverged = [f"{b['label']} ({b['phase']}, epoch {b['epoch']})" for b in bad
+              if b["status"] == NON_FINITE]
+  return (f"FAILED: {len(diverged)} member(s) went non-finite (NaN/inf): "
+          f"{', '.join(diverged[:5])}{' ...' if len(diverged) > 5 else ''}; they and "
+          f"{len(bad) - len(diverged)} member(s) derived from them are excluded from the "
+          f"comparisons. See {os.path.join(results['config']['workdir'], 'report.md')}; lower "
+          "the learning rate or the rule's hyper-parameters")

@@ -1,4 +1,9 @@
-"""Atomic file output: a reader (or a crashed run) never sees a half-written result."""
+"""Atomic file output: a reader (or a crashed run) never sees a half-written result.
+
+JSON has no NaN or infinity. Writing them as `null` made a diverged member's numbers look like
+missing values; they are written as the strings "nan", "inf" and "-inf" instead (strict JSON a
+reader cannot mistake for a number), and `decode_non_finite` turns them back into floats.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,21 @@ def _to_jsonable(obj):
   if hasattr(obj, "tolist"):  # numpy / jax arrays and scalars
     return _to_jsonable(np.asarray(obj).tolist())
   if isinstance(obj, float) and not np.isfinite(obj):
-    return None
+    return NON_FINITE_STRINGS[0 if np.isnan(obj) else (1 if obj > 0 else 2)]
+  return obj
+
+
+NON_FINITE_STRINGS = ("nan", "inf", "-inf")
+
+
+def decode_non_finite(obj):
+  """Inverse of the writer's NaN/inf encoding, for the numeric parts of a saved file."""
+  if isinstance(obj, dict):
+    return {k: decode_non_finite(v) for k, v in obj.items()}
+  if isinstance(obj, list):
+    return [decode_non_finite(v) for v in obj]
+  if isinstance(obj, str) and obj in NON_FINITE_STRINGS:
+    return float(obj)
   return obj
 
 

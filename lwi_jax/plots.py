@@ -21,10 +21,15 @@ def _save(fig, path: str) -> None:
   io_utils.atomic_write_bytes(path, buf.getvalue())
 
 
+def _finite(members: list[dict]) -> list[dict]:
+  """Members that stayed finite (all of them if none did, so a failed study still plots)."""
+  return [m for m in members if m.get("status", "ok") == "ok"] or members
+
+
 def tpr_bars(results: dict):
   """Per-class TPR of the baseline vs every rule of the last round (the paper's figure 2)."""
   names = results["dataset"]["class_names"]
-  base = np.array([m["test"]["tpr"] for m in results["baseline"]], float)
+  base = np.array([m["test"]["tpr"] for m in _finite(results["baseline"])], float)
   rows = results["comparisons"][-1]
   series = [("baseline", base.mean(0), base.std(0))] + [
       (r["rule"], np.asarray(r["tpr_mean"]), np.asarray(r["tpr_sd"])) for r in rows]
@@ -80,12 +85,12 @@ def training_curves(results: dict):
 def write_all(directory: str, results: dict) -> None:
   names = results["dataset"]["class_names"]
   _save(tpr_bars(results), os.path.join(directory, "tpr_bars.png"))
-  base_cm = np.sum([m["test"]["confusion"] for m in results["baseline"]], axis=0)
+  base_cm = np.sum([m["test"]["confusion"] for m in _finite(results["baseline"])], axis=0)
   _save(confusion(base_cm, names, "baseline (summed over seeds)"),
         os.path.join(directory, "confusion_baseline.png"))
   best = results["best_rule"]  # chosen in reporting.best_rule (criterion in report.md)
   if best["rule"] is not None:
-    cm = np.sum([m["test"]["confusion"] for m in results["rounds"][-1]
+    cm = np.sum([m["test"]["confusion"] for m in _finite(results["rounds"][-1])
                  if m["rule"] == best["rule"]], axis=0)
     _save(confusion(cm, names, f"{best['rule']} (best rule: largest mean D within "
                     f"{best['max_accuracy_drop']:g} pts of accuracy; summed over seeds)"),

@@ -26,6 +26,10 @@ TEST_TEXT = {
     "paired_t": "p is the paired t-test of the per-seed differences (brackets: its 95% "
                 "t-interval; it ignores the test set's own sampling noise)",
     "none": "no test was requested (brackets: paired t-interval where there are >= 2 seeds)"}
+# Member status. Anything but OK is excluded from every comparison: NON_FINITE (its loss,
+# parameters or weights became NaN/inf), SOURCE_NON_FINITE (its weights would derive from such a
+# member).
+OK, NON_FINITE, SOURCE_NON_FINITE = "ok", "non_finite", "source_non_finite"
 SUMMARY_KEYS = ("accuracy", "macro_f1", "var_tpr", "worst_tpr")
 # config.compare.max_accuracy_drop: the "best" rule may cost at most this many points of mean
 # test accuracy (see best_rule).
@@ -35,11 +39,12 @@ DEFAULT_MAX_ACCURACY_DROP = 1.0
 def arrays_from_json(phase: dict) -> dict:
   """Turns the numeric lists of a saved phase back into numpy arrays."""
   out = dict(phase)
+  num = io_utils.decode_non_finite
   for key in ("validation", "test"):
-    out[key] = [{k: np.asarray(v) for k, v in s.items()} for s in phase[key]]
-  out["history"] = {k: np.asarray(v, np.float64) for k, v in phase["history"].items()}
+    out[key] = [{k: np.asarray(num(v)) for k, v in s.items()} for s in phase[key]]
+  out["history"] = {k: np.asarray(num(v), np.float64) for k, v in phase["history"].items()}
   for key in ("initial_class_weights", "final_class_weights", "sample_weights"):
-    out[key] = np.asarray(phase[key])
+    out[key] = np.asarray(num(phase[key]), np.float64)
   return out
 
 
@@ -69,6 +74,8 @@ def _member_records(phase: dict, round_index: int, specs=None) -> list[dict]:
   for i, label in enumerate(phase["labels"]):
     rec = {"round": round_index, "label": label, "rule": phase["rules"][i],
            "seed": int(phase["seeds"][i]),
+           "status": phase.get("status", [OK] * len(phase["labels"]))[i],
+           "non_finite_epoch": phase.get("non_finite_epoch", [None] * len(phase["labels"]))[i],
            "initial_class_weights": phase["initial_class_weights"][i],
            "final_class_weights": phase["final_class_weights"][i],
            "sample_weights": phase["sample_weights"][i],
@@ -82,31 +89,43 @@ def _member_records(phase: dict, round_index: int, specs=None) -> list[dict]:
   return records
 
 
+def _mean(values) -> float:
+  return float(np.mean(values)) if len(values) else math.nan
+
+
 def compare_rules(baseline: list[dict], members: list[dict], resampled: dict | None = None
                   ) -> list[dict]:
   """Per rule: paired-by-seed differences to the baseline on the test split, with statistics.
 
   `resampled` (rule -> bootstrap.compare_with_baseline) replaces the t-based summaries.
+  Only pairs whose rule member and baseline are both finite ("ok") count; the others are
+  listed in the row's `excluded` (a rule with none left has n = 0 and NaN statistics), and a
+  row with exclusions keeps the t-based summaries of its finite pairs (the bootstrap resampled
+  every member).
   """
-  base = {m["seed"]: m["test"] for m in baseline}
+  base = {m["seed"]: m["test"] for m in baseline if m.get("status", OK) == OK}
   rows = []
   for rule in dict.fromkeys(m["rule"] for m in members):
-    ms = [m for m in members if m["rule"] == rule]
+    every = [m for m in members if m["rule"] == rule]
+    ms = [m for m in every if m.get("status", OK) == OK and m["seed"] in base]
     b = [base[m["seed"]] for m in ms]
     t = [m["test"] for m in ms]
-    row = {"round": ms[0]["round"], "rule": rule, "seeds": [m["seed"] for m in ms],
-           "n": len(ms)}
+    row = {"round": every[0]["round"], "rule": rule, "seeds": [m["seed"] for m in ms],
+           "n": len(ms), "excluded": [m["label"] for m in every
+                                      if not (m.get("status", OK) == OK and m["seed"] in base)]}
     for key in SUMMARY_KEYS:
-      row[f"{key}_mean"] = float(np.mean([float(x[key]) for x in t]))
-      row[f"baseline_{key}_mean"] = float(np.mean([float(x[key]) for x in b]))
+      row[f"{key}_mean"] = _mean([float(x[key]) for x in t])
+      row[f"baseline_{key}_mean"] = _mean([float(x[key]) for x in b])
     row["D"] = stats.paired_summary([float(x["var_tpr"]) - float(y["var_tpr"])
                                      for x, y in zip(b, t)])
     for key in ("accuracy", "macro_f1", "worst_tpr"):
       row[f"delta_{key}"] = stats.paired_summary([float(y[key]) - float(x[key])
                                                   for x, y in zip(b, t)])
-    row["tpr_mean"] = np.mean([x["tpr"] for x in t], axis=0)
-    row["tpr_sd"] = np.std([x["tpr"] for x in t], axis=0)
-    if resampled is not None:
+    num_classes = len(every[0]["test"]["tpr"])
+    row["tpr_mean"] = (np.mean([x["tpr"] for x in t], axis=0) if t
+                       else np.full(num_classes, np.nan))
+    row["tpr_sd"] = np.std([x["tpr"] for x in t], axis=0) if t else np.full(num_classes, np.nan)
+    if resampled is not None and not row["excluded"]:
       row.update(resampled[rule])
     rows.append(row)
   holm = stats.holm([r["D"]["p_value"] for r in rows])
@@ -160,7 +179,13 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
   comparisons = [compare_rules(baseline, members, rs) for members, rs in zip(rounds, resampled)]
   tolerance = max_accuracy_drop(config)
   best = best_rule(comparisons[-1], tolerance) if comparisons else None
+  excluded = [{"phase": "baseline" if m["round"] == 0 else f"round{m['round']}",
+               "label": m["label"], "status": m["status"], "epoch": m["non_finite_epoch"]}
+              for ms in [baseline, *rounds] for m in ms if m.get("status", OK) != OK]
   return {
+      # "ok", or "non_finite": some member diverged and the comparisons exclude it.
+      "status": NON_FINITE if excluded else OK,
+      "non_finite_members": excluded,
       "config": config.to_dict(),
       "dataset": {"name": config.data.name, "class_names": list(data.class_names),
                   "sizes": {"train": len(data.train), "validation": len(data.validation),
@@ -179,18 +204,21 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
 
 def summary_csv(results: dict) -> str:
   names = results["dataset"]["class_names"]
-  base_var = {m["seed"]: float(m["test"]["var_tpr"]) for m in results["baseline"]}
-  base_acc = {m["seed"]: float(m["test"]["accuracy"]) for m in results["baseline"]}
+  ok_base = [m for m in results["baseline"] if m.get("status", OK) == OK]
+  base_var = {m["seed"]: float(m["test"]["var_tpr"]) for m in ok_base}
+  base_acc = {m["seed"]: float(m["test"]["accuracy"]) for m in ok_base}
   buf = io.StringIO()
   w = csv.writer(buf)
-  w.writerow(["round", "rule", "seed", *SUMMARY_KEYS, "D_vs_baseline", "delta_accuracy",
+  w.writerow(["round", "rule", "seed", "status", *SUMMARY_KEYS, "D_vs_baseline", "delta_accuracy",
               "final_train_accuracy", *[f"tpr_{n}" for n in names]])
   for members in [results["baseline"], *results["rounds"]]:
     for m in members:
       t = m["test"]
-      w.writerow([m["round"], m["rule"], m["seed"], *[f"{float(t[k]):.6f}" for k in SUMMARY_KEYS],
-                  f"{base_var[m['seed']] - float(t['var_tpr']):.6f}",
-                  f"{float(t['accuracy']) - base_acc[m['seed']]:.6f}",
+      paired = m.get("status", OK) == OK and m["seed"] in base_var  # never a diverged number
+      w.writerow([m["round"], m["rule"], m["seed"], m.get("status", OK),
+                  *[f"{float(t[k]):.6f}" for k in SUMMARY_KEYS],
+                  f"{base_var[m['seed']] - float(t['var_tpr']):.6f}" if paired else "nan",
+                  f"{float(t['accuracy']) - base_acc[m['seed']]:.6f}" if paired else "nan",
                   f"{float(m['history']['accuracy'][-1]):.6f}",
                   *[f"{x:.6f}" for x in np.asarray(t["tpr"])]])
   return buf.getvalue()
@@ -225,7 +253,8 @@ def report_markdown(results: dict) -> str:
             f"- Seeds: {list(seeds)} (each rule is paired with the baseline of the same seed: same "
             "initialisation and data order). Backend: " + results["backend"] + ".",
             f"- Wall time: {results['wall_seconds']:.0f} s.", ""]
-  base = results["baseline"]
+  lines += non_finite_section(results)
+  base = [m for m in results["baseline"] if m.get("status", OK) == OK]
   for r, rows in enumerate(results["comparisons"], start=1):
     lines += [f"## Round {r}: rules vs the unweighted baseline (test split, mean over "
               f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''})", ""]
@@ -235,17 +264,23 @@ def report_markdown(results: dict) -> str:
               f"95% confidence intervals. Statistics: `{test}`: {TEST_TEXT[test]}; "
               "p(Holm) corrected over the rules of the round.", ""]
     lines += comparison_table(base, rows)
+    partial = [f"`{row['rule']}`: {', '.join(row['excluded'])}" for row in rows
+               if row["excluded"] and row["n"]]
+    if partial:
+      lines += ["", "† fewer seeds: non-finite members excluded (" + "; ".join(partial) + ")."]
     lines += ["", "Per-class TPR % (mean over seeds):", "",
               "| rule | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    lines.append("| baseline | " + " | ".join(
-        f"{x * 100:.1f}" for x in np.mean([m["test"]["tpr"] for m in base], axis=0)) + " |")
+    base_tpr = (np.mean([m["test"]["tpr"] for m in base], axis=0) if base
+                else np.full(len(names), np.nan))
+    lines.append("| baseline | " + " | ".join(f"{x * 100:.1f}" for x in base_tpr) + " |")
     for row in rows:
       lines.append(f"| {row['rule']} | " + " | ".join(f"{x * 100:.1f}" for x in row["tpr_mean"])
                    + " |")
     lines.append("")
     lines += bootstrap.mcnemar_lines(rows)
   lines += scores.report_section(results)
-  fit = [float(m["history"]["accuracy"][-1]) for ms in results["rounds"] for m in ms]
+  fit = [float(m["history"]["accuracy"][-1]) for ms in results["rounds"] for m in ms
+         if m.get("status", OK) == OK]
   lines += ["## Reading this table", "",
             f"- {best_rule_sentence(results)}",
             f"- {significant_sentence(results)}",
@@ -253,11 +288,13 @@ def report_markdown(results: dict) -> str:
                     "t-test (compare.test=paired_t) looks at the seeds' spread instead"
                     if results["test"] == "bootstrap" else
                     "The paired t-test assumes roughly normal per-seed differences")
-            + "; a wide interval means the study cannot tell, not that the rule has no effect.",
-            f"- Final training accuracy of the weighted members: {min(fit) * 100:.1f}–"
-            f"{max(fit) * 100:.1f}%. Fixed loss weights lose their effect once a network fits "
-            "its training set (Byrd & Lipton 2019); compare `drw`, weight decay and fewer epochs "
-            "when this is near 100%.", "",
+            + "; a wide interval means the study cannot tell, not that the rule has no effect."]
+  if fit:
+    lines += [f"- Final training accuracy of the weighted members: {min(fit) * 100:.1f}–"
+              f"{max(fit) * 100:.1f}%. Fixed loss weights lose their effect once a network fits "
+              "its training set (Byrd & Lipton 2019); compare `drw`, weight decay and fewer "
+              "epochs when this is near 100%."]
+  lines += ["",
             "Plots: `plots/tpr_bars.png`, `plots/confusion_baseline.png`, "
             + ("`plots/confusion_best.png`, " if _best(results) else "")
             + "`plots/training_curves.png`. Per-member numbers: `summary.csv`, `results.json`.",
@@ -267,16 +304,25 @@ def report_markdown(results: dict) -> str:
 
 def comparison_table(baseline: list[dict], rows: list[dict]) -> list[str]:
   """The markdown table of one round: the baseline, then one row per rule."""
-  base_var = np.mean([float(m["test"]["var_tpr"]) for m in baseline])
-  base_acc = np.mean([float(m["test"]["accuracy"]) for m in baseline])
-  base_worst = np.mean([float(m["test"]["worst_tpr"]) for m in baseline])
+  baseline = [m for m in baseline if m.get("status", OK) == OK]
+  base_var = _mean([float(m["test"]["var_tpr"]) for m in baseline])
+  base_acc = _mean([float(m["test"]["accuracy"]) for m in baseline])
+  base_worst = _mean([float(m["test"]["worst_tpr"]) for m in baseline])
   lines = ["| rule | acc % | Δacc (pts) | p | Var(s)×10³ | D×10³ | p | p(Holm) | "
            "worst TPR % | Δworst (pts) |", "|---|---|---|---|---|---|---|---|---|---|"]
-  lines.append(f"| baseline | {base_acc * 100:.2f} | | | {base_var * 1e3:.2f} | | | | "
-               f"{base_worst * 100:.1f} | |")
+  if baseline:
+    lines.append(f"| baseline | {base_acc * 100:.2f} | | | {base_var * 1e3:.2f} | | | | "
+                 f"{base_worst * 100:.1f} | |")
+  else:
+    lines.append("| baseline | excluded: every baseline member non-finite | | | | | | | | |")
   for row in rows:
+    if row.get("n", 1) == 0:
+      lines.append(f"| {row['rule']} | excluded: every member non-finite or derived from one "
+                   "| | | | | | | | |")
+      continue
+    mark = " †" if row.get("excluded") else ""
     lines.append(
-        f"| {row['rule']} | {row['accuracy_mean'] * 100:.2f} | "
+        f"| {row['rule']}{mark} | {row['accuracy_mean'] * 100:.2f} | "
         f"{_ci(row['delta_accuracy'], 100)} | {_p(row['delta_accuracy']['p_value'])} | "
         f"{row['var_tpr_mean'] * 1e3:.2f} | {_ci(row['D'], 1e3)} | {_p(row['D']['p_value'])} | "
         f"{_p(row['D']['p_holm'])} | {row['worst_tpr_mean'] * 100:.1f} | "
@@ -326,6 +372,23 @@ def _effective_test(results: dict, rows: list[dict]) -> str:
                                                 for r in rows):
     return "paired_t"
   return results["test"]
+
+
+def non_finite_section(results: dict) -> list[str]:
+  """report.md's warning block listing every excluded member (empty when all are finite)."""
+  bad = results.get("non_finite_members", [])
+  if not bad:
+    return []
+  lines = ["## FAILED: non-finite members (excluded from every comparison)", "",
+           f"{len(bad)} member(s) cannot be trusted: their loss, parameters or weights became NaN "
+           "or infinite, or their weights would have been derived from such a member. Their "
+           "numbers are left out of every mean, D and test below. Lower the learning rate or "
+           "the rule's hyper-parameters.", ""]
+  for b in bad:
+    why = (f"non-finite in epoch {b['epoch']}" if b["status"] == NON_FINITE
+           else "its weights would come from a non-finite member")
+    lines.append(f"- `{b['label']}` ({b['phase']}): {why}")
+  return lines + [""]
 
 
 def json_compact(d: dict) -> str:

@@ -254,6 +254,10 @@ def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, epoch
   `augment`: a name or an augment.AugmentSpec (config.train's augmentation fields).
   `on_step(done_steps, every)`, if given, is called on the host during the epoch (a progress
   bar, lwi_jax/console.py); it reads nothing the step computes, so results are unchanged.
+  Metrics include `finite`: False if any step's loss, or the parameters, batch statistics or
+  class weights at the end, are NaN or infinite. It is reduced inside the scan (one scalar
+  `isfinite` per step, one pass over the parameters per epoch), so a diverged member is
+  detected in the epoch it diverged without copying anything to the host.
   """
   augment = augment_lib.as_spec(augment)
   n = labels.shape[0]
@@ -268,7 +272,7 @@ def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, epoch
     xs += (jnp.arange(steps),)
 
   def body(carry, xs):
-    state, hp = carry
+    state, hp, finite = carry
     idx, step_key = xs[:2]
     if on_step is not None:
       _report_progress(on_step, xs[2], steps)
@@ -279,10 +283,21 @@ def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, epoch
     state, m = train_step(state, batch, weights, k_drop, hp.focal_gamma, label_smoothing)
     hp = hp.replace(class_weights=group_dro_update(
         hp.class_weights, m.pop("class_loss"), m.pop("class_count"), hp.dro_eta))
-    return (state, hp), m
+    return (state, hp, finite & jnp.isfinite(m["loss"])), m
 
-  (state, hparams), step_metrics = jax.lax.scan(body, (state, hparams), xs)
-  return state, hparams, jax.tree.map(jnp.mean, step_metrics)
+  (state, hparams, finite), step_metrics = jax.lax.scan(
+      body, (state, hparams, jnp.bool_(True)), xs)
+  metrics_out = jax.tree.map(jnp.mean, step_metrics)
+  metrics_out["finite"] = finite & all_finite((state.params, state.batch_stats,
+                                               hparams.class_weights))
+  return state, hparams, metrics_out
+
+
+def all_finite(tree) -> jax.Array:
+  """Scalar bool: every floating-point leaf of `tree` is free of NaN and infinity."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves \
+      else jnp.bool_(True)
 
 
 def dynamic_weights_update(hparams: MemberHParams, confusion: jax.Array) -> MemberHParams:

@@ -1,4 +1,5 @@
-"""Weighting rules: pure functions from per-class scores (and counts) to class loss weights.
+"""Weighting rules: pure functions from per-class scores (and counts) to class loss weights,
+and `RULES`, the one registry of every rule a member can follow.
 
 Every rule returns a float32 vector of length C normalised to mean 1, so the overall loss scale
 (and hence the effective learning rate) is the same for every rule; only the balance between
@@ -8,14 +9,21 @@ loop (dynamic reweighting) and on plain numpy inputs.
 Floors: scores are clipped to [SCORE_FLOOR, 1 - SCORE_FLOOR] before use. Without that a class
 with TPR 0 gets an infinite `inverse_tpr` weight and a class with TPR 1 gets a zero
 `class_difficulty` weight (it would stop being trained at all).
+
+The registry: every rule (static weights, and the ones that act through the loss, the schedule,
+the sampler or moving weights) is one `Rule` with one hyper-parameter shape,
+name -> `HParam(default, predicate, text)`, and a `build` that turns validated hyper-parameters
+and the validation scores into `train.MemberHParams` keyword arguments. Builders return plain
+dicts, so this module imports nothing from `train` or `members` (the layering stays one-way).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -62,30 +70,131 @@ def inverse_frequency(scores, counts):
   return _normalise(1.0 / n)
 
 
+class HParam(NamedTuple):
+  """One hyper-parameter of a rule: its default, what values are valid, and that in words."""
+  default: float
+  ok: Callable[[float], bool]
+  text: str
+
+
+def _static(rule: str):
+  """Builder of a static weight rule: its weights become the member's class weights."""
+  def build(hp, scores, counts, epochs, class_names=None):
+    del epochs
+    return {"class_weights": compute_weights(rule, scores, counts, class_names, **hp)}
+  return build
+
+
+def _focal(hp, scores, counts, epochs, class_names=None):
+  del scores, counts, epochs, class_names
+  return {"focal_gamma": hp["gamma"]}
+
+
+def _drw(hp, scores, counts, epochs, class_names=None):
+  return {"class_weights": compute_weights("inverse_tpr", scores, counts, class_names,
+                                           gamma=hp["gamma"]),
+          "weights_from_epoch": int(round(hp["start"] * epochs))}
+
+
+def _oversample(hp, scores, counts, epochs, class_names=None):
+  del epochs
+  return {"oversample": True,
+          "sample_weights": compute_weights("inverse_tpr", scores, counts, class_names,
+                                            gamma=hp["gamma"])}
+
+
+def _group_dro(hp, scores, counts, epochs, class_names=None):
+  del scores, counts, epochs, class_names
+  return {"dro_eta": hp["eta"]}
+
+
+def _dynamic_difficulty(hp, scores, counts, epochs, class_names=None):
+  del epochs
+  return {"class_weights": compute_weights("class_difficulty", scores, counts, class_names,
+                                           tau=hp["tau"]),
+          "dynamic_tau": hp["tau"]}
+
+
 @dataclasses.dataclass(frozen=True)
 class Rule:
-  fn: Callable
-  # hyper-parameter -> (default, predicate, description of the valid values)
-  hparams: Mapping[str, tuple[float, Callable[[float], bool], str]]
+  """One rule: its hyper-parameters, how a member follows it, and its README line.
+
+  `fn` is the pure weight function of a static rule (None for rules that act otherwise);
+  `build(hparams, scores, counts, epochs, class_names)` returns `train.MemberHParams` keyword
+  arguments (class weights default to all ones).
+  """
+  name: str
+  hparams: Mapping[str, HParam]
   doc: str
+  build: Callable[..., dict]
+  fn: Callable | None = None
+
+  @property
+  def static(self) -> bool:
+    return self.fn is not None
+
+  def usage(self) -> str:
+    """`name:hp=default,...` as written in config.rules (for the README table)."""
+    if not self.hparams:
+      return self.name
+    return self.name + ":" + ",".join(f"{k}={v.default:g}" for k, v in self.hparams.items())
 
 
-RULES: dict[str, Rule] = {
-    "uniform": Rule(uniform, {}, "all weights 1 (the unweighted control)"),
-    "inverse_tpr": Rule(inverse_tpr, {"gamma": (1.0, lambda g: g >= 0, "gamma >= 0")},
-                        "(mean(s)/s_c)^gamma"),
-    "class_difficulty": Rule(class_difficulty, {"tau": (1.0, lambda t: t >= 0, "tau >= 0")},
-                             "(1-s_c)^tau"),
-    "effective_number": Rule(effective_number,
-                             {"beta": (0.999, lambda b: 0 <= b < 1, "0 <= beta < 1")},
-                             "(1-beta)/(1-beta^n_c)"),
-    "inverse_frequency": Rule(inverse_frequency, {}, "1/n_c"),
-}
+_GAMMA = HParam(1.0, lambda g: g >= 0, "gamma >= 0")
+_TAU = HParam(1.0, lambda t: t >= 0, "tau >= 0")
 
 
-def check_hparams(rule: str, spec: Mapping, hparams: Mapping[str, float], where: str
-                  ) -> dict[str, float]:
-  """Fills defaults from `spec` (name -> (default, predicate, text)) and checks every value."""
+def _rules(*rules: Rule) -> dict[str, Rule]:
+  return {r.name: r for r in rules}
+
+
+RULES: dict[str, Rule] = _rules(
+    Rule("uniform", {}, "all weights 1 (the unweighted control: its D should be ≈ 0)",
+         _static("uniform"), uniform),
+    Rule("inverse_tpr", {"gamma": _GAMMA},
+         "the paper's `w_c = (1 − (s_c − s̄)/s_c)^γ = (s̄/s_c)^γ`",
+         _static("inverse_tpr"), inverse_tpr),
+    Rule("class_difficulty", {"tau": _TAU}, "`(1 − s_c)^τ` (Sinha et al. 2020)",
+         _static("class_difficulty"), class_difficulty),
+    Rule("effective_number", {"beta": HParam(0.999, lambda b: 0 <= b < 1, "0 <= beta < 1")},
+         "`(1 − β)/(1 − β^{n_c})` from class counts (Cui et al. 2019)",
+         _static("effective_number"), effective_number),
+    Rule("inverse_frequency", {}, "`1/n_c`", _static("inverse_frequency"), inverse_frequency),
+    Rule("focal", {"gamma": HParam(2.0, lambda g: g >= 0, "gamma >= 0")},
+         "focal loss (Lin et al. 2017), uniform weights", _focal),
+    Rule("drw", {"gamma": _GAMMA,
+                 "start": HParam(0.5, lambda f: 0 <= f < 1,
+                                 "0 <= start < 1 (fraction of epochs)")},
+         "deferred re-weighting (Cao et al. 2019): `inverse_tpr` weights from epoch "
+         "`start·epochs`", _drw),
+    Rule("oversample", {"gamma": _GAMMA},
+         "TPR-driven oversampling: class `c` drawn with p ∝ `(s̄/s_c)^γ`, unweighted loss",
+         _oversample),
+    Rule("group_dro", {"eta": HParam(0.01, lambda x: x > 0, "eta > 0")},
+         "online group DRO over classes (Sagawa et al. 2020): weights updated every step",
+         _group_dro),
+    Rule("dynamic_difficulty", {"tau": _TAU},
+         "class-difficulty weights (Sinha et al. 2020) recomputed from validation TPRs at every "
+         "epoch boundary", _dynamic_difficulty),
+)
+
+
+def static_rule_names() -> list[str]:
+  return sorted(name for name, r in RULES.items() if r.static)
+
+
+def rules_table() -> str:
+  """The README's rule table, generated from the registry (a test keeps the README in sync)."""
+  lines = ["| rule | what it does | hyper-parameters (default) |", "|---|---|---|"]
+  for r in RULES.values():
+    hps = "; ".join(f"{v.text}, default {v.default:g}" for v in r.hparams.values()) or "none"
+    lines.append(f"| `{r.usage()}` | {r.doc} | {hps} |")
+  return "\n".join(lines)
+
+
+def check_hparams(rule: str, spec: Mapping[str, HParam], hparams: Mapping[str, float],
+                  where: str) -> dict[str, float]:
+  """Fills defaults from `spec` (name -> HParam) and checks every value."""
   unknown = set(hparams) - set(spec)
   if unknown:
     raise ValueError(f"{where}: rule {rule!r} has no hyper-parameter(s) {sorted(unknown)}; "
@@ -102,15 +211,49 @@ def check_hparams(rule: str, spec: Mapping, hparams: Mapping[str, float], where:
 def validate(rule: str, hparams: Mapping[str, float], where: str = "rule") -> dict[str, float]:
   """Returns the full hyper-parameter dict for `rule`, or raises naming the valid choices."""
   if rule not in RULES:
-    raise ValueError(f"{where}: unknown weighting rule {rule!r}; valid rules: {sorted(RULES)}")
+    raise ValueError(f"{where}: unknown rule {rule!r}; valid rules: {sorted(RULES)}")
   return check_hparams(rule, RULES[rule].hparams, hparams, where)
 
 
-def compute_weights(rule: str, scores, counts, **hparams):
-  """Weights (float32 [C], mean 1) of `rule` for per-class `scores` and training `counts`."""
+def check_weights(rule: str, hparams: Mapping[str, float], weights, scores,
+                  class_names: Sequence[str] | None = None, what: str = "weight") -> None:
+  """Raises unless every weight is finite and > 0, naming the rule, hyper-parameter and class.
+
+  An extreme exponent overflows or underflows float32 ((s̄/s_c)^1e9 = inf, 0.99^1e9 = 0) and
+  the mean-1 normalisation then turns the vector into [0, nan]: a member trained on it would
+  learn nothing (or NaN) while looking like an ordinary result.
+  """
+  if isinstance(weights, jax.core.Tracer):  # traced (e.g. vmapped over bootstrap draws)
+    return
+  w = np.asarray(weights, np.float64)
+  bad = np.flatnonzero(~np.isfinite(w) | (w <= 0))
+  if bad.size == 0:
+    return
+  c = int(bad[0])
+  name = repr(class_names[c]) if class_names is not None else f"#{c}"
+  hp = ", ".join(f"{k}={v:g}" for k, v in hparams.items()) or "no hyper-parameters"
+  s = np.asarray(scores, np.float64)
+  raise ValueError(
+      f"rule {rule!r} ({hp}) gives class {name} (validation score {s[c]:.3f}) the {what} "
+      f"{w[c]:g}: the value overflows or underflows float32. Use a smaller "
+      f"{' / '.join(hparams) or 'value'} (weights must be finite and > 0; "
+      f"{len(bad)} of {w.size} classes affected)")
+
+
+def compute_weights(rule: str, scores, counts, class_names: Sequence[str] | None = None,
+                    **hparams):
+  """Weights (float32 [C], mean 1) of static `rule` for per-class `scores` and train `counts`.
+
+  Raises if a weight is not finite and positive (see `check_weights`); `class_names` only
+  makes that message name the class.
+  """
   full = validate(rule, hparams)
+  if not RULES[rule].static:
+    raise ValueError(f"rule {rule!r} has no static weight vector; static weight rules: "
+                     f"{static_rule_names()}")
   scores = jnp.asarray(scores, jnp.float32)
   chex.assert_rank(scores, 1)
-  w = RULES[rule].fn(scores, jnp.asarray(counts), **full)
+  w = RULES[rule].fn(scores, jnp.asarray(counts), **full).astype(jnp.float32)
   chex.assert_shape(w, scores.shape)
-  return w.astype(jnp.float32)
+  check_weights(rule, full, w, scores, class_names)
+  return w

@@ -14,6 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CONFIG = os.path.join("configs", "cifar.py")
 TINY = ["--config.data.train_per_class=20", "--config.data.test_per_class=20",
+        "--config.data.min_validation_per_class=2",
         "--config.model.widths=(4,8,8)", "--config.model.dense_width=16",
         "--config.train.epochs=1", "--config.train.batch_size=32",
         "--config.train.eval_batch_size=100",

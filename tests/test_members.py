@@ -133,3 +133,41 @@ def test_duplicate_rules_after_defaults():
 def test_parse_members_validates_every_rule():
   with pytest.raises(ValueError, match="nonsense"):
     members.parse_members(["uniform", "nonsense"], [0])
+
+
+# ------------------------------------------------------------------ one registry of rules
+
+
+def test_one_registry_one_hparam_shape_every_rule_builds_member_hparams():
+  assert members.valid_rule_names() == sorted(weighting.RULES)
+  assert not hasattr(members, "TRAINING_RULES")
+  scores, counts = np.array([0.5, 0.8, 0.2]), np.array([10, 20, 30])
+  for name, rule in weighting.RULES.items():
+    assert rule.name == name
+    for hp in rule.hparams.values():
+      assert isinstance(hp, weighting.HParam) and hp.ok(hp.default)
+    h = members.parse_rule(name).member_hparams(scores, counts, 4, ("a", "b", "c"))
+    assert h.class_weights.shape == (3,) and np.isfinite(np.asarray(h.class_weights)).all()
+    if rule.static:
+      np.testing.assert_allclose(np.asarray(h.class_weights),
+                                 np.asarray(weighting.compute_weights(name, scores, counts)))
+    else:
+      with pytest.raises(ValueError, match="no static weight vector"):
+        weighting.compute_weights(name, scores, counts)
+
+
+def test_weighting_stays_below_train_and_members():
+  import ast
+  import inspect
+  tree = ast.parse(inspect.getsource(weighting))
+  imported = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+              for a in n.names} | {n.module for n in ast.walk(tree)
+                                   if isinstance(n, ast.ImportFrom) and n.module}
+  assert not imported & {"train", "members", "lwi_jax.train", "lwi_jax.members", "experiment"}
+
+
+def test_readme_rule_table_is_the_registry():
+  import os
+  readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+  with open(readme, encoding="utf-8") as f:
+    assert weighting.rules_table() in f.read()

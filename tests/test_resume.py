@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 def command(workdir, data_dir):
   return [sys.executable, os.path.join(REPO, "launch.py"), "--config=configs/cifar.py:cpu",
           f"--config.data.dir={data_dir}", "--config.data.train_per_class=40",
-          "--config.data.test_per_class=10", "--config.model.widths=(4,8,8)",
+          "--config.data.test_per_class=10", "--config.data.min_validation_per_class=4",
+          "--config.model.widths=(4,8,8)",
           "--config.model.dense_width=16", "--config.train.epochs=4",
           "--config.train.batch_size=24", "--config.train.eval_batch_size=100",
           "--config.rules=('uniform','inverse_tpr:gamma=1','group_dro:eta=0.05',"

@@ -12,11 +12,12 @@ import numpy as np
 from lwi_jax.data import cifar10, csv_source, tabular, text
 from lwi_jax.data import names as names_source
 from lwi_jax.data.errors import DataError
+from lwi_jax.data.identity import content_hash
 from lwi_jax.data.splits import per_class_subset, stratified_split
 from lwi_jax.data.types import ClassificationData, Split
 
-__all__ = ["ClassificationData", "DataError", "Split", "LOADERS", "load_dataset",
-           "summary_lines", "with_validation_split"]
+__all__ = ["ClassificationData", "DataError", "Split", "LOADERS", "content_hash",
+           "load_dataset", "summary_lines", "with_validation_split"]
 
 
 def with_validation_split(pool: Split, test: Split, class_names, cfg, info=None

@@ -1,0 +1,118 @@
+"""Range checks of a study config's numeric fields, and the data-dependent checks after loading.
+
+Why a table: every numeric field a run reads gets the same treatment (finite, in range, an
+integer where a count is meant) and the same message shape, naming the field, the value and
+the allowed values, before any data is loaded or any program compiled. Values the method
+cannot use used to run to completion: `validation_fraction=0` made every weight uniform and
+every D "+0.00"; a negative learning rate or NaN trained and wrote results; a negative
+`test_per_class` silently dropped rows (Python slicing); an empty workdir wrote into the
+current directory. Fields a config does not have (a CIFAR config has no `max_len`) are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable
+
+import numpy as np
+
+# Fewest validation examples per class the scores may come from (data.min_validation_per_class
+# overrides it): with n examples a TPR moves in steps of 1/n, and with 1 it is 0 or 1.
+MIN_VALIDATION_PER_CLASS = 5
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+  return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _ints(low: int) -> tuple[Callable, str]:
+  return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
+
+
+def _int_tuple(low: int) -> tuple[Callable, str]:
+  return ((lambda v: isinstance(v, (tuple, list)) and len(v) > 0
+           and all(_is_int(x) and x >= low for x in v)),
+          f"a non-empty tuple of integers >= {low}")
+
+
+def _real(pred: Callable[[float], bool], text: str) -> tuple[Callable, str]:
+  return (lambda v: _is_real(v) and pred(v)), f"a finite number with {text}"
+
+
+# field path -> (predicate, allowed values in words)
+FIELDS: dict[str, tuple[Callable, str]] = {
+    "data.validation_fraction": _real(lambda f: 0 < f < 1, "0 < validation_fraction < 1"),
+    "data.test_fraction": _real(lambda f: 0 < f < 1, "0 < test_fraction < 1"),
+    "data.train_per_class": _ints(0),
+    "data.test_per_class": _ints(0),
+    "data.max_len": _ints(1),
+    "data.per_class": _ints(1),
+    "data.top_k": _ints(1),
+    "data.zipf_exponent": _real(lambda z: z >= 0, "zipf_exponent >= 0"),
+    "data.split_seed": _ints(0),
+    "data.build_seed": _ints(0),
+    "data.min_validation_per_class": _ints(1),
+    "optimizer.learning_rate": _real(lambda x: x > 0, "learning_rate > 0"),
+    "optimizer.weight_decay": _real(lambda x: x >= 0, "weight_decay >= 0"),
+    "optimizer.momentum": _real(lambda x: 0 <= x < 1, "0 <= momentum < 1"),
+    "train.epochs": _ints(1),
+    "train.batch_size": _ints(1),
+    "train.eval_batch_size": _ints(1),
+    "train.ensemble_chunk": _ints(0),
+    "train.num_devices": _ints(0),
+    "rounds": _ints(1),
+    "model.dropout_rate": _real(lambda x: 0 <= x < 1, "0 <= dropout_rate < 1"),
+    "model.dense_width": _ints(1),
+    "model.embed_dim": _ints(1),
+    "model.kernel_size": _ints(1),
+    "model.lstm_hidden": _ints(1),
+    "model.widths": _int_tuple(1),
+    "model.conv_features": _int_tuple(1),
+}
+
+
+def _lookup(config, path: str):
+  node = config
+  for key in path.split("."):
+    if key not in node:
+      return None, False
+    node = node[key]
+  return node, True
+
+
+def check_config(config) -> None:
+  """Raises ValueError naming the first field whose value the method cannot use."""
+  workdir = config.get("workdir")
+  if not isinstance(workdir, str) or not workdir.strip():
+    raise ValueError(f"workdir={workdir!r} is empty: set --config.workdir to the directory the "
+                     "results, checkpoints and report should go to")
+  for path, (ok, text) in FIELDS.items():
+    value, present = _lookup(config, path)
+    if present and not ok(value):
+      raise ValueError(f"{path}={value!r} is invalid: it must be {text}")
+  data = config.get("data", {})
+  if "test_fraction" in data:
+    total = data.validation_fraction + data.test_fraction
+    if total >= 1:
+      raise ValueError(f"data.validation_fraction + data.test_fraction = {total:g} leaves "
+                       "nothing to train on: their sum must be < 1")
+
+
+def check_data(config, data) -> None:
+  """Checks that need the loaded data: enough validation examples of every class for a score."""
+  need = int(config.data.get("min_validation_per_class", MIN_VALIDATION_PER_CLASS))
+  counts = np.bincount(data.validation.labels, minlength=data.num_classes)
+  short = [(data.class_names[c], int(counts[c])) for c in np.flatnonzero(counts < need)]
+  if short:
+    listed = ", ".join(f"{name!r} has {n}" for name, n in short[:10])
+    more = f" (and {len(short) - 10} more)" if len(short) > 10 else ""
+    raise ValueError(
+        f"too few validation examples for per-class scores: {listed}{more}; need at least "
+        f"{need} per class (data.min_validation_per_class). Raise data.validation_fraction "
+        f"(now {config.data.validation_fraction:g}), use more data per class, or lower "
+        "data.min_validation_per_class")
