@@ -50,7 +50,8 @@ FIELDS: dict[str, tuple[Callable, str]] = {
     "data.test_fraction": _real(lambda f: 0 < f < 1, "0 < test_fraction < 1"),
     "data.train_per_class": _ints(0),
     "data.test_per_class": _ints(0),
-    "data.max_len": _ints(1),
+    "data.max_len": _ints(0),  # 0 = chosen from data.max_len_percentile of the lengths
+    "data.max_len_percentile": _real(lambda q: 0 < q <= 100, "0 < max_len_percentile <= 100"),
     "data.per_class": _ints(1),
     "data.top_k": _ints(1),
     "data.zipf_exponent": _real(lambda z: z >= 0, "zipf_exponent >= 0"),

@@ -51,7 +51,7 @@ def csv_config(path, workdir="/nonexistent/never/written"):
     ("data.validation_fraction", 0.0, "0 < validation_fraction < 1"),  # every D was "+0.00"
     ("data.validation_fraction", float("nan"), "validation_fraction"),
     ("data.test_fraction", 0.0, "0 < test_fraction < 1"),
-    ("data.max_len", 0, "integer >= 1"),
+    ("data.max_len", -1, "integer >= 0"),
     ("optimizer.learning_rate", -1.0, "learning_rate > 0"),
     ("optimizer.learning_rate", float("nan"), "learning_rate > 0"),
     ("optimizer.learning_rate", float("inf"), "finite"),
