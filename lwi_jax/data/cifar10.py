@@ -8,7 +8,6 @@ Both return the same uint8 NHWC arrays and int32 labels.
 from __future__ import annotations
 
 import os
-import pickle
 import socket
 
 import numpy as np
@@ -28,7 +27,8 @@ LOCAL_HINT = ("use a local copy of the CIFAR-10 python version instead: "
 
 
 def _load_pickle(path: str):
-  if not os.path.isfile(path):
+  """The file's object through the memory-safe restricted unpickler; every failure a DataError."""
+  if os.path.isdir(path) or not os.path.exists(path):
     raise DataError(f"CIFAR-10 file missing: {path} (expected the python-version layout "
                     f"{', '.join(TRAIN_FILES + (TEST_FILE, META_FILE))})")
   try:
@@ -36,8 +36,37 @@ def _load_pickle(path: str):
       return restricted_load(f, encoding="bytes")
   except UnsafePickleError as e:
     raise DataError(f"{path}: unsafe pickle refused: {e}") from e
-  except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError) as e:
-    raise DataError(f"{path}: not a readable CIFAR-10 batch (truncated or corrupt?): {e!r}") from e
+  except OSError as e:
+    raise DataError(f"{path}: cannot be read: {e.strerror or e}") from e
+  except Exception as e:  # noqa: BLE001 - any failure to parse an untrusted file is "corrupt"
+    raise DataError(f"{path}: not a readable CIFAR-10 batch (truncated or corrupt?): "
+                    f"{type(e).__name__}: {str(e)[:300]}") from e
+
+
+def _labels(path: str, labels, n: int) -> np.ndarray:
+  """b'labels' as int32, checked element by element: a list of ints (the original files) or a
+  1-D integer array; strings, floats (NaN) and booleans are refused with the file named."""
+  if isinstance(labels, np.ndarray):
+    if labels.dtype.kind not in "iu" or labels.ndim != 1:
+      raise DataError(f"{path}: b'labels' must be integers in 0..{NUM_CLASSES - 1}, got an "
+                      f"array of {labels.dtype} with shape {labels.shape}")
+    values = labels
+  elif isinstance(labels, (list, tuple)):
+    bad = next((i for i, v in enumerate(labels)
+                if type(v) is not int or not 0 <= v < NUM_CLASSES), None)
+    if bad is not None:
+      raise DataError(f"{path}: b'labels' must be integers in 0..{NUM_CLASSES - 1}, got "
+                      f"{type(labels[bad]).__name__} {labels[bad]!r:.50} at index {bad}")
+    values = np.asarray(labels, np.int64)
+  else:
+    raise DataError(f"{path}: b'labels' must be a list of integers, got "
+                    f"{type(labels).__name__}")
+  if values.shape != (n,):
+    raise DataError(f"{path}: {values.shape} labels for {n} images")
+  if values.size and (values.min() < 0 or values.max() >= NUM_CLASSES):
+    raise DataError(f"{path}: labels must be in 0..{NUM_CLASSES - 1}, got range "
+                    f"[{values.min()}, {values.max()}]")
+  return values.astype(np.int32)
 
 
 def read_python_batch(path: str) -> Split:
@@ -45,29 +74,31 @@ def read_python_batch(path: str) -> Split:
   d = _load_pickle(path)
   if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
     raise DataError(f"{path}: expected a dict with keys b'data' and b'labels', got "
-                    f"{type(d).__name__} with keys {sorted(d) if isinstance(d, dict) else '-'}")
-  data, labels = d[b"data"], np.asarray(d[b"labels"])
+                    f"{type(d).__name__} with keys "
+                    f"{sorted(map(repr, d)) if isinstance(d, dict) else '-'}")
+  data = d[b"data"]
   if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
       or data.shape[1] != 3 * 32 * 32:
     raise DataError(f"{path}: b'data' must be a uint8 array of shape (N, 3072), got "
                     f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
-  if labels.shape != (data.shape[0],):
-    raise DataError(f"{path}: {labels.shape} labels for {data.shape[0]} images")
-  if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-    raise DataError(f"{path}: labels must be in 0..{NUM_CLASSES - 1}, got range "
-                    f"[{labels.min()}, {labels.max()}]")
+  labels = _labels(path, d[b"labels"], data.shape[0])
   # Rows are [1024 red | 1024 green | 1024 blue], each channel row-major.
   images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-  return Split(images, labels.astype(np.int32))
+  return Split(images, labels)
 
 
 def read_class_names(directory: str) -> tuple[str, ...]:
   meta = _load_pickle(os.path.join(directory, META_FILE))
   names = meta.get(b"label_names") if isinstance(meta, dict) else None
-  if not names or len(names) != NUM_CLASSES:
+  if not isinstance(names, list) or len(names) != NUM_CLASSES \
+      or not all(isinstance(n, (bytes, str)) for n in names):
     raise DataError(f"{os.path.join(directory, META_FILE)}: expected {NUM_CLASSES} "
                     f"b'label_names', got {names!r}")
-  return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+  try:
+    return tuple(n.decode() if isinstance(n, bytes) else n for n in names)
+  except UnicodeDecodeError as e:
+    raise DataError(f"{os.path.join(directory, META_FILE)}: b'label_names' are not UTF-8 "
+                    f"({e})") from e
 
 
 def load_python_version(directory: str) -> tuple[Split, Split, tuple[str, ...]]:
