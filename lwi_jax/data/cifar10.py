@@ -48,14 +48,14 @@ def _labels(path: str, labels, n: int) -> np.ndarray:
   1-D integer array; strings, floats (NaN) and booleans are refused with the file named."""
   if isinstance(labels, np.ndarray):
     if labels.dtype.kind not in "iu" or labels.ndim != 1:
-      raise DataError(f"{path}: b'labels' must be integers in 0..{NUM_CLASSES - 1}, got an "
+      raise DataError(f"{path}: labels must be in 0..{NUM_CLASSES - 1} (integers), got an "
                       f"array of {labels.dtype} with shape {labels.shape}")
     values = labels
   elif isinstance(labels, (list, tuple)):
     bad = next((i for i, v in enumerate(labels)
                 if type(v) is not int or not 0 <= v < NUM_CLASSES), None)
     if bad is not None:
-      raise DataError(f"{path}: b'labels' must be integers in 0..{NUM_CLASSES - 1}, got "
+      raise DataError(f"{path}: labels must be in 0..{NUM_CLASSES - 1} (integers), got "
                       f"{type(labels[bad]).__name__} {labels[bad]!r:.50} at index {bad}")
     values = np.asarray(labels, np.int64)
   else:
