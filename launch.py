@@ -2,10 +2,10 @@
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lwi_jax import console, experiment, sharding
+from lwi_jax import cli, console, experiment, sharding
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
                                           lock_config=True)
@@ -17,10 +17,14 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   console.configure_logging()  # library INFO logs only with --verbosity
   sharding.initialize_distributed(_CONFIG.value)  # before anything else touches JAX
-  failure = experiment.failure_line(experiment.run(_CONFIG.value))
-  if failure:  # the outputs are written and flag it; the exit code must too
-    print(failure, file=sys.stderr, flush=True)
-    sys.exit(experiment.EXIT_NON_FINITE)
+  def study():
+    failure = experiment.failure_line(experiment.run(_CONFIG.value))
+    if failure:  # the outputs are written and flag it; the exit code must too
+      print(failure, file=sys.stderr, flush=True)
+      sys.exit(experiment.EXIT_NON_FINITE)
+
+  # Known errors: one line + hint, exit 2 (traceback with --verbosity=1); see lwi_jax/cli.py.
+  cli.run(study, logging.get_verbosity())
 
 
 if __name__ == "__main__":

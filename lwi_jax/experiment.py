@@ -42,7 +42,7 @@ from lwi_jax import console
 from lwi_jax import config_checks
 from lwi_jax import data as data_lib
 from lwi_jax import ensemble, io_utils, members as members_lib, metrics, models, sharding, train
-from lwi_jax import recipe, reporting, scores as scores_lib
+from lwi_jax import recipe, reporting, run_control, scores as scores_lib
 
 Printer = Callable[[str], None]
 HISTORY_FIELDS = ("loss", "accuracy", "val_accuracy", "seconds", "finite")
@@ -166,8 +166,11 @@ class Trainer:
     return summaries_from_confusions(np.asarray(self.confusions(states, split))[:num_members])
 
   def fit(self, phase: str, labels: list[str], seeds: list[int], hparams: train.MemberHParams,
-          checkpoint_dir: str | None = None, tensorboard_dir: str | None = None):
+          checkpoint_dir: str | None = None, tensorboard_dir: str | None = None,
+          on_epoch: Callable[[], None] | None = None):
     """Trains len(seeds) members in one compiled program, resuming from `checkpoint_dir`.
+
+    `on_epoch` is called after each epoch's checkpoint; a Ctrl-C (run_control) stops here.
 
     Returns (states, carried hparams, history {field: [E, epochs]}). With a mesh of D devices
     the members are padded to a multiple of D for the whole phase (copies of the last member),
@@ -185,9 +188,9 @@ class Trainer:
              "history": {k: np.full((n, epochs), np.nan, np.float32) for k in HISTORY_FIELDS}}
     ckpt = checkpoint_lib.PhaseCheckpointer(checkpoint_dir) if checkpoint_dir else None
     start = 0
-    if ckpt is not None and ckpt.latest_epoch() is not None:
-      start = ckpt.latest_epoch()
-      carry = ckpt.restore(start, like=carry)
+    restored = ckpt.restore_latest(carry, self.log) if ckpt is not None else None
+    if restored is not None:
+      start, carry = restored
       self.log(f"[{phase}] resumed from the checkpoint after epoch {start}")
     states, hp = carry["states"], carry["hparams"]
     history = {k: np.array(v) for k, v in carry["history"].items()}
@@ -223,6 +226,8 @@ class Trainer:
         history[k][:, epoch] = v
       if ckpt is not None:
         ckpt.save(epoch + 1, {"states": states, "hparams": hp, "history": history})
+      if on_epoch is not None:
+        on_epoch()
       if writers is not None:
         writers.write(epoch + 1, {k: history[k][:, epoch] for k in HISTORY_FIELDS})
       epoch_seconds.append(seconds)
@@ -240,6 +245,8 @@ class Trainer:
         self.log(f"[{phase}] every member is non-finite after epoch {epoch + 1}: stopping this "
                  "phase (lower the learning rate or the rule's hyper-parameters)")
         break
+      if run_control.stop_requested():
+        raise run_control.Stopped(phase, epoch + 1, epochs)
     if start < epochs:  # each member once, after its last epoch
       for i, label in enumerate(labels):
         self.log(f"    {label:<44s} loss {history['loss'][i, epoch]:.4f}  "
@@ -273,6 +280,22 @@ def _phase_result(labels, seeds, rules, hparams_start, hparams_end, history, val
           "final_class_weights": np.asarray(hparams_end.class_weights),
           "history": {k: np.asarray(v) for k, v in history.items()},
           "validation": val, "test": test}
+
+
+def _read_phase(path: str) -> dict:
+  """A finished phase's result; a damaged file is named with its fix (results are written
+  atomically, so damage came from outside: a disk error or an edit)."""
+  try:
+    with open(path) as f:
+      result = reporting.arrays_from_json(json.load(f))
+    missing = {"labels", "history", "validation", "test"} - set(result)
+    if missing:
+      raise KeyError(f"missing {sorted(missing)}")
+    return result
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise ValueError(f"phase file {path} is corrupt ({type(e).__name__}: {str(e)[:120]}); "
+                     "delete it and rerun the same command: the phase is then rebuilt from its "
+                     "last checkpoint (or retrained)") from e
 
 
 class Study:
@@ -318,16 +341,17 @@ class Study:
     `extra(states)` adds fields to the saved result (the crossfit phase's out-of-fold scores).
     """
     path = os.path.join(self.workdir, "phases", f"{name}-{key}.json")
+    self._phase_keys.append(f"{name}-{key}")
     if sharding.primary_decides(os.path.exists(path)):
       self.log(f"[{name}] reusing finished phase {os.path.relpath(path, self.workdir)}")
-      with open(path) as f:
-        return reporting.arrays_from_json(json.load(f))
+      return _read_phase(path)
+    self.clock.start(f"{name}-{key}")
     hparams = make_hparams()
     hparams_start = jax.tree.map(np.asarray, hparams)
     states, hp_end, history = self.trainer.fit(
         name, labels, seeds, hparams,
         checkpoint_dir=os.path.join(self.workdir, "checkpoints", f"{name}-{key}"),
-        tensorboard_dir=os.path.join(self.workdir, "tensorboard", name))
+        tensorboard_dir=os.path.join(self.workdir, "tensorboard", name), on_epoch=self.clock.tick)
     result = _phase_result(labels, seeds, rules, hparams_start, jax.device_get(hp_end), history,
                            self.trainer.evaluate(states, "validation", len(seeds)),
                            self.trainer.evaluate(states, "test", len(seeds)))
@@ -338,6 +362,7 @@ class Study:
     text = io_utils.json_text(result)
     if sharding.is_primary():
       io_utils.atomic_write_text(path, text)
+    self.clock.stop()
     # The saved form is the one every later step reads (resume == fresh), in every process.
     return reporting.arrays_from_json(json.loads(text))
 
@@ -379,10 +404,18 @@ class Study:
           spec.rule, by_seed[spec.seed], counts, self.config.train.epochs, cfg, spec.seed)
 
   def run(self) -> dict:
-    t_start = time.perf_counter()
+    """The study under the workdir lock (primary process only), stopping cleanly on Ctrl-C."""
+    os.makedirs(self.workdir, exist_ok=True)
+    primary = sharding.is_primary()
+    with run_control.workdir_lock(self.workdir, primary, self.log), \
+        run_control.stop_after_epoch(self.log):
+      self.clock = run_control.PhaseClock(self.workdir, primary)
+      self._phase_keys = []
+      return self._run()
+
+  def _run(self) -> dict:
     cfg = self.config
     seeds = list(cfg.seeds)
-    os.makedirs(self.workdir, exist_ok=True)
     # A learned vocabulary is derived from the data, and so is everything else: the content
     # hash of what was loaded (vocabulary included) is part of every phase's fingerprint.
     vocab = self.data.info.get("vocabulary", {}).get("sha256")
@@ -433,7 +466,7 @@ class Study:
                 for i, m in enumerate(self.specs)}
 
     results = reporting.assemble_results(cfg, self.data, baseline, rounds, self.specs,
-                                         time.perf_counter() - t_start)
+                                         self.clock.wall_seconds(self._phase_keys))
     results["dataset"]["content_hash"] = data_hash
     self._attach_score_uncertainty(results, score_cfg, records)
     if not sharding.is_primary():  # one writer: process 0

@@ -40,11 +40,29 @@ def decode_non_finite(obj):
   return obj
 
 
+def _umask() -> int:
+  """The process umask, read without changing it where Linux allows (os.umask() sets it, a
+  race with threads that create files meanwhile)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
+  """Writes `path` through a temporary file and a rename, with the mode a plain open() would
+  give it (mkstemp's are 0600: results a collaborator could not read)."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
   try:
+    os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()

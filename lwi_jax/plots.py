@@ -14,6 +14,12 @@ import numpy as np  # noqa: E402
 from lwi_jax import io_utils  # noqa: E402
 
 
+def _label(text) -> str:
+  """`text` shown literally: a class or rule name such as 'a$b^$' would otherwise be parsed
+  as matplotlib mathtext (and fail to draw)."""
+  return str(text).replace("$", r"\$")
+
+
 def _save(fig, path: str) -> None:
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -28,7 +34,7 @@ def _finite(members: list[dict]) -> list[dict]:
 
 def tpr_bars(results: dict):
   """Per-class TPR of the baseline vs every rule of the last round (the paper's figure 2)."""
-  names = results["dataset"]["class_names"]
+  names = [_label(n) for n in results["dataset"]["class_names"]]
   base = np.array([m["test"]["tpr"] for m in _finite(results["baseline"])], float)
   rows = results["comparisons"][-1]
   series = [("baseline", base.mean(0), base.std(0))] + [
@@ -39,7 +45,7 @@ def tpr_bars(results: dict):
   colors = plt.get_cmap("tab20" if len(series) > 10 else "tab10").colors
   for i, (label, mean, sd) in enumerate(series):
     ax.bar(x + (i - (len(series) - 1) / 2) * width, mean * 100, width, yerr=sd * 100,
-           label=label, capsize=2, color=colors[i % len(colors)])
+           label=_label(label), capsize=2, color=colors[i % len(colors)])
   ax.set_xticks(x, names, rotation=30, ha="right")
   ax.set_ylabel("test TPR (%)")
   ax.set_title("Per-class TPR, mean ± sd over seeds")
@@ -49,6 +55,7 @@ def tpr_bars(results: dict):
 
 def confusion(cm: np.ndarray, names, title: str):
   cm = np.asarray(cm, float)
+  names = [_label(n) for n in names]
   norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
   fig, ax = plt.subplots(figsize=(1 + 0.55 * len(names), 0.8 + 0.5 * len(names)))
   im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -60,7 +67,7 @@ def confusion(cm: np.ndarray, names, title: str):
   ax.set_yticks(range(len(names)), names, fontsize=8)
   ax.set_xlabel("predicted")
   ax.set_ylabel("true")
-  ax.set_title(title, fontsize=9)
+  ax.set_title(_label(title), fontsize=9)
   fig.colorbar(im, ax=ax, fraction=0.046)
   return fig
 
@@ -73,7 +80,7 @@ def training_curves(results: dict):
     epochs = np.arange(1, len(h["loss"]) + 1)
     style = "k-" if m["round"] == 0 else "-"
     for ax, key in zip(axes, ("loss", "accuracy", "val_accuracy")):
-      ax.plot(epochs, np.asarray(h[key], float), style, lw=1, label=m["label"])
+      ax.plot(epochs, np.asarray(h[key], float), style, lw=1, label=_label(m["label"]))
   for ax, title in zip(axes, ("training loss (weighted)", "training accuracy",
                               "validation accuracy")):
     ax.set_title(title)
