@@ -15,10 +15,12 @@ interpreter's own shutdown loses nothing.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import shlex
 import sys
+import threading
 import traceback
 
 from lwi_jax import run_control
@@ -106,10 +108,56 @@ def _finish(code: int) -> None:
   os._exit(code)
 
 
+class _HiddenTracebacks(logging.Filter):
+  """Keeps library threads' tracebacks off the console while a run goes on (verbosity < 1).
+
+  When a checkpoint save fails (a full disk), orbax's worker threads print ~100 lines of
+  tracebacks (through `sys.unraisablehook`, `sys.excepthook`, `threading.excepthook` and ERROR
+  logs with exc_info)
+  before the error reaches `run`. Here an ERROR log keeps its one-line message, a thread's
+  traceback is counted; a run that succeeds says how many were hidden.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.hidden = 0
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.exc_info and not os.path.abspath(record.pathname).startswith(_PROJECT_DIRS):
+      record.exc_info, record.exc_text = None, None
+      self.hidden += 1
+    return True
+
+  def hook(self, *args) -> None:
+    del args
+    self.hidden += 1
+
+  def __enter__(self):
+    self._saved = (sys.excepthook, threading.excepthook, sys.unraisablehook,
+                   list(logging.root.handlers))
+    sys.excepthook = threading.excepthook = sys.unraisablehook = self.hook
+    for handler in self._saved[3]:
+      handler.addFilter(self)
+    return self
+
+  def __exit__(self, *exc):
+    sys.excepthook, threading.excepthook, sys.unraisablehook, handlers = self._saved
+    for handler in handlers:
+      handler.removeFilter(self)
+
+
 def run(fn, verbosity: int = 0) -> None:
   """Calls `fn()`; ends the process with one line + hint on a known error or a Ctrl-C stop."""
+  quiet = _HiddenTracebacks()
   try:
-    fn()
+    if verbosity >= 1:
+      fn()
+    else:
+      with quiet:
+        fn()
+      if quiet.hidden:
+        print(f"note: {quiet.hidden} traceback(s) of library threads were hidden; to see "
+              "them, rerun with --verbosity=1", file=sys.stderr, flush=True)
   except run_control.Stopped as e:
     print(f"\n{e}. To resume, rerun the same command:\n  {resume_command()}", flush=True)
     _finish(EXIT_STOPPED)

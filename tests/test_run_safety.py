@@ -325,3 +325,20 @@ runpy.run_path("launch.py", run_name="__main__")
   assert err[-1].startswith("hint: free some space")
   assert "Traceback" not in proc.stderr and "meta_path" not in proc.stderr
   assert len(err) <= 4, err  # the two lines, plus at most a library warning or two
+
+
+def test_library_thread_tracebacks_are_counted_not_printed(capsys, monkeypatch):
+  shown = []
+  monkeypatch.setattr(threading, "excepthook", lambda args: shown.append(args.exc_type))
+
+  def run_with_a_failing_thread():
+    t = threading.Thread(target=lambda: 1 / 0)
+    t.start()
+    t.join()
+
+  cli.run(run_with_a_failing_thread)
+  assert shown == []
+  assert capsys.readouterr().err == ("note: 1 traceback(s) of library threads were hidden; to "
+                                     "see them, rerun with --verbosity=1\n")
+  cli.run(run_with_a_failing_thread, verbosity=1)  # shown as usual
+  assert shown == [ZeroDivisionError] and capsys.readouterr().err == ""
