@@ -224,5 +224,5 @@ def test_fuzzed_small_batches_never_crash(tmp_path):
 
 
 def test_fuzzed_real_batch_never_crashes(tmp_path, cifar10_dir):
-  counts = _counts(_run_fuzz(tmp_path, os.path.join(cifar10_dir, "data_batch_1"), 0, 10))
-  assert sum(counts.values()) == 10 and counts["DataError"] > 0
+  counts = _counts(_run_fuzz(tmp_path, os.path.join(cifar10_dir, "data_batch_1"), 0, 6))
+  assert sum(counts.values()) == 6 and counts["DataError"] > 0

@@ -13,11 +13,12 @@ import sys
 import threading
 
 import jax
+import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from lwi_jax import checkpoint, cli, experiment, io_utils, plots, run_control
+from lwi_jax import checkpoint, cli, experiment, io_utils, plots, run_control, train
 from lwi_jax.data.errors import DataError
 from test_study import load_config
 
@@ -42,6 +43,32 @@ def tiny_csv_config(tmp_path):
   c.rules, c.seeds = ("inverse_tpr:gamma=1",), (0,)
   c.workdir = str(tmp_path / "w")
   return c
+
+
+def stub_compiled_programs(target=None):
+  """Replaces the compiled epoch and evaluation by trivial programs (no model compile: the run
+  takes a second). These tests are about what happens around them: checkpoints, the stop,
+  the resume and the files; the real programs are exercised by test_launch / test_resume.
+  `target`: a pytest monkeypatch, or None to patch for good (a child process)."""
+
+  def epoch_fn(*args, **kwargs):
+    def run(states, hp, keys, epoch, inputs, labels):
+      n = keys.shape[0]
+      return (states.replace(step=states.step + 1), hp,
+              {"loss": jnp.full(n, 1.0) / (epoch + 1), "accuracy": jnp.full(n, 0.5)})
+    return run
+
+  def confusion_fn(num_classes, *args, **kwargs):
+    def run(states, inputs, labels, mask):
+      cm = jnp.eye(num_classes, dtype=jnp.int32) * 2 + 1
+      return jnp.broadcast_to(cm, (states.step.shape[0], num_classes, num_classes))
+    return run
+
+  for name, fn in (("ensemble_train_epoch_fn", epoch_fn), ("ensemble_confusion_fn", confusion_fn)):
+    if target is None:
+      setattr(train, name, fn)
+    else:
+      target.setattr(train, name, fn)
 
 
 # ------------------------------------------------------------------------------ workdir lock
@@ -103,11 +130,12 @@ def test_first_ctrl_c_requests_a_stop_second_interrupts():
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_study_stops_after_a_checkpoint_resumes_and_counts_wall_time(tmp_path):
+def test_study_stops_after_a_checkpoint_resumes_and_counts_wall_time(tmp_path, monkeypatch):
   """Ctrl-C during epoch 1 of the baseline stops after its checkpoint; the rerun resumes at
   epoch 1, and report.md's wall time includes the interrupted invocation's phase time. A
   damaged phase file is then named with its fix, and deleting it rebuilds the phase from its
   checkpoint without training."""
+  stub_compiled_programs(monkeypatch)
   config = tiny_csv_config(tmp_path)
   workdir = tmp_path / "w"
   logs = []
@@ -299,6 +327,9 @@ def test_launch_full_disk_during_a_checkpoint_ends_with_one_line(tmp_path):
   config = tiny_csv_config(tmp_path)
   code = f"""
 import errno, runpy, sys
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+import test_run_safety
+test_run_safety.stub_compiled_programs()
 from lwi_jax import checkpoint
 real_save = checkpoint.PhaseCheckpointer.save
 def save(self, epoch, carry):
