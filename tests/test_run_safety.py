@@ -93,7 +93,8 @@ def test_second_process_on_a_workdir_is_refused_with_the_holders_pid(tmp_path):
 
 def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
   code = ("import sys, time; from lwi_jax import run_control\n"
-          "with run_control.workdir_lock(sys.argv[1]):\n  print('held', flush=True); time.sleep(60)")
+          "with run_control.workdir_lock(sys.argv[1]):\n"
+          "  print('held', flush=True); time.sleep(60)")
   holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
   assert holder.stdout.readline() == "held\n"
