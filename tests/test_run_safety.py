@@ -228,7 +228,8 @@ def test_labels_with_mathtext_characters_are_drawn_literally(tmp_path):
   results = {"dataset": {"class_names": names},
              "baseline": [member(0, "baseline")], "rounds": [[member(1, "$w$")]],
              "comparisons": [[{"rule": "$w$", "tpr_mean": [0.5, 0.6, 0.7],
-                               "tpr_sd": [0, 0, 0], "D": {"mean": 0.1}, "accuracy_mean": 0.6}]]}
+                               "tpr_sd": [0, 0, 0], "D": {"mean": 0.1}, "accuracy_mean": 0.6}]],
+             "best_rule": {"rule": "$w$", "max_accuracy_drop": 1.0}}
   plots.write_all(str(tmp_path), results)
   assert {p.name for p in tmp_path.iterdir()} == {"tpr_bars.png", "confusion_baseline.png",
                                                  "confusion_best.png", "training_curves.png"}
