@@ -38,6 +38,7 @@ def tiny_csv_config(tmp_path):
   path.write_text("text,label\n" + "\n".join(rows) + "\n")
   c = load_config("names", "csv")
   c.data.path, c.data.max_len = str(path), 8
+  c.data.validation_fraction = 0.3  # >= 5 validation texts per class (config_checks)
   c.model.embed_dim, c.model.conv_features, c.model.lstm_hidden = 4, (8,), 8
   c.train.epochs, c.train.batch_size, c.train.eval_batch_size = 2, 16, 64
   c.rules, c.seeds = ("inverse_tpr:gamma=1",), (0,)
@@ -55,7 +56,8 @@ def stub_compiled_programs(target=None):
     def run(states, hp, keys, epoch, inputs, labels):
       n = keys.shape[0]
       return (states.replace(step=states.step + 1), hp,
-              {"loss": jnp.full(n, 1.0) / (epoch + 1), "accuracy": jnp.full(n, 0.5)})
+              {"loss": jnp.full(n, 1.0) / (epoch + 1), "accuracy": jnp.full(n, 0.5),
+               "finite": jnp.ones(n, bool)})
     return run
 
   def confusion_fn(num_classes, *args, **kwargs):
@@ -342,7 +344,8 @@ sys.argv = ["launch.py"] + sys.argv[1:]
 runpy.run_path("launch.py", run_name="__main__")
 """
   args = ["--config=configs/names.py:csv", f"--config.data.path={config.data.path}",
-          "--config.data.max_len=8", "--config.model.embed_dim=4",
+          "--config.data.max_len=8", "--config.data.validation_fraction=0.3",
+          "--config.model.embed_dim=4",
           "--config.model.conv_features=(8,)", "--config.model.lstm_hidden=8",
           "--config.train.epochs=1", "--config.train.batch_size=16",
           "--config.train.eval_batch_size=64", "--config.rules=('inverse_tpr:gamma=1',)",
