@@ -117,6 +117,7 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   if preset == "smoke":  # seconds: a test of the whole pipeline, not a result
     config.data.train_per_class = 20
     config.data.test_per_class = 20
+    config.data.min_validation_per_class = 2  # 2 of the 20 per class: a pipeline test only
     config.model.widths = (4, 8, 8)
     config.model.dense_width = 16
     config.train.epochs = 2

@@ -30,6 +30,7 @@ def get_config(preset: str = "satimage") -> ml_collections.ConfigDict:
   # False: every row of the file.
   config.data.balance = True
   config.data.validation_fraction = 0.1  # of the non-test rows of each class; weights come from it
+  config.data.min_validation_per_class = 5  # fewer: refused after loading (TPR steps of 1/n)
   config.data.test_fraction = 0.2  # of each class
   config.data.split_seed = 0
   # tabular (your CSV); the bundled tables set their own file and label column

@@ -309,6 +309,9 @@ class Study:
     self._trainer = None
     self._data = None
     self._data_hash = None
+    # Per invocation (run() starts them afresh): the phases this study is made of, their clock.
+    self._phase_keys = []
+    self.clock = run_control.PhaseClock(self.workdir, primary=False)
 
   @property
   def data(self) -> data_lib.ClassificationData:

@@ -30,7 +30,7 @@ RUN_TIMEOUT = 240  # seconds per two-process run: a hang fails the test instead 
 
 # One study: 3 seeds x 1 rule: 3 members per phase over 4 devices (padded with a copy).
 OVERRIDES = {
-    "data.max_len": 8, "model.embed_dim": 4, "model.conv_features": (8,), "model.lstm_hidden": 8,
+    "data.max_len": 8, "data.min_validation_per_class": 4, "model.embed_dim": 4, "model.conv_features": (8,), "model.lstm_hidden": 8,
     "train.epochs": 2, "train.batch_size": 16, "train.eval_batch_size": 64,
     "train.eval_every_epoch": False, "seeds": (0, 1, 2), "rules": ("inverse_tpr:gamma=1",),
     "optimizer.name": "sgd", "optimizer.learning_rate": 0.1, "optimizer.schedule": "constant",

@@ -152,7 +152,8 @@ class _FakeTrainer:
   def __init__(self, data):
     self.data, self.fits = data, []
 
-  def fit(self, name, labels, seeds, hparams, checkpoint_dir=None, tensorboard_dir=None):
+  def fit(self, name, labels, seeds, hparams, checkpoint_dir=None, tensorboard_dir=None,
+          on_epoch=None):
     self.fits.append((name, list(labels), list(seeds), hparams))
     e = len(seeds)
     return jnp.zeros(e), hparams, {k: np.zeros((e, 1)) for k in experiment.HISTORY_FIELDS}

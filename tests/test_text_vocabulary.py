@@ -223,7 +223,8 @@ def test_a_csv_whose_classes_differ_only_by_script_is_learned_and_resumes(tmp_pa
   assert set(info["vocabulary"]["symbols"]) == set(GREEK + ARABIC + " ")
   assert any("vocabulary learned" in line for line in logs)
   # The vocabulary is part of what the phases depend on (their fingerprint).
-  key = experiment.fingerprint(config, "baseline", info["vocabulary"]["sha256"])
+  key = experiment.fingerprint(config, "baseline", info["vocabulary"]["sha256"],
+                               results["dataset"]["content_hash"])
   assert (tmp_path / "run" / "phases" / f"baseline-{key}.json").is_file()
   # Run again (a resume of a finished run): same vocabulary, every phase reused.
   again_logs = []
