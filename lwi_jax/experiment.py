@@ -370,10 +370,15 @@ class Study:
     return reporting.arrays_from_json(json.loads(text))
 
   def _score_records(self, cfg, seeds, baseline, base_key) -> list[dict]:
-    """Per seed: the scores behind round 1's weights, with their counts (scores.score_record)."""
+    """Per seed: the scores behind round 1's weights, with their counts (scores.score_record).
+
+    Each record also says which members scored it (`scored_by`) and whether they all stayed
+    finite (`finite`): weights are never derived from the predictions of a diverged member.
+    """
     if cfg.method == "validation":
       return [dict(scores_lib.score_record(baseline["validation"][i]["confusion"], cfg,
-                                           "validation"), seed=s) for i, s in enumerate(seeds)]
+                                           "validation"), seed=s, scored_by=f"baseline@seed{s}",
+                   finite=baseline["status"][i] == OK) for i, s in enumerate(seeds)]
     k = int(cfg.folds)
     folds = {s: scores_lib.stratified_folds(self.data.train.labels, k, s) for s in seeds}
     pairs = [(s, j) for s in seeds for j in range(k)]
@@ -392,8 +397,10 @@ class Study:
     phase = self._phase("crossfit", fingerprint(self.config, "crossfit", k, base_key),
                         [f"fold{j}@seed{s}" for s, j in pairs], [s for s, _ in pairs],
                         [f"fold{j}" for _, j in pairs], make, extra=out_of_fold)
-    return [dict(scores_lib.score_record(cm, cfg, f"crossfit:{k}"), seed=s)
-            for s, cm in zip(seeds, phase["out_of_fold_confusion"])]
+    fold_ok = np.reshape([st == OK for st in phase["status"]], (len(seeds), k)).all(1)
+    return [dict(scores_lib.score_record(cm, cfg, f"crossfit:{k}"), seed=s,
+                 scored_by=f"the {k} fold members of seed {s}", finite=bool(ok))
+            for s, cm, ok in zip(seeds, phase["out_of_fold_confusion"], fold_ok)]
 
   def _attach_score_uncertainty(self, results, cfg, records) -> None:
     """Score records into results.json; each round-1 member gets its weights' intervals."""
@@ -431,9 +438,9 @@ class Study:
     score_cfg = scores_lib.from_config(cfg)
     records = self._score_records(score_cfg, seeds, baseline, base_key)
     scores = {m.label: records[seeds.index(m.seed)]["tpr"] for m in self.specs}
-    # Where each member's scores come from, and whether that member stayed finite.
-    source = {m.label: (f"baseline@seed{m.seed}",
-                        baseline["status"][seeds.index(m.seed)] == OK) for m in self.specs}
+    # Where each member's scores come from, and whether the members behind them stayed finite.
+    source = {m.label: (records[seeds.index(m.seed)]["scored_by"],
+                        records[seeds.index(m.seed)]["finite"]) for m in self.specs}
     rounds = []
     for r in range(1, int(cfg.get("rounds", 1)) + 1):
       key = fingerprint(cfg, "round", r, [m.label for m in self.specs], base_key,

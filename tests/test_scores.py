@@ -149,14 +149,16 @@ def test_fold_members_never_learn_from_their_held_out_examples(linear_ensemble):
 class _FakeTrainer:
   """Records the fit calls of a Study; predicts the label for even examples, 0 for odd."""
 
-  def __init__(self, data):
-    self.data, self.fits = data, []
+  def __init__(self, data, diverged=()):
+    self.data, self.fits, self.diverged = data, [], set(diverged)
 
   def fit(self, name, labels, seeds, hparams, checkpoint_dir=None, tensorboard_dir=None,
           on_epoch=None):
     self.fits.append((name, list(labels), list(seeds), hparams))
     e = len(seeds)
-    return jnp.zeros(e), hparams, {k: np.zeros((e, 1)) for k in experiment.HISTORY_FIELDS}
+    history = {k: np.zeros((e, 1)) for k in experiment.HISTORY_FIELDS}
+    history["finite"] = np.array([[label not in self.diverged] for label in labels], float)
+    return jnp.zeros(e), hparams, history
 
   def evaluate(self, states, split, num_members=None):
     return experiment.summaries_from_confusions(np.stack([np.eye(3, dtype=int)] * len(states)))
@@ -196,6 +198,22 @@ def test_crossfit_trains_seeds_times_folds_as_one_ensemble(tmp_path):
   reused = again._score_records(scores.from_config(config), [0, 1], None, "base")
   assert again._trainer.fits == []  # reused from the saved phase
   np.testing.assert_array_equal(reused[1]["confusion"], records[1]["confusion"])
+
+
+def test_a_diverged_fold_member_marks_its_seeds_scores_non_finite(tmp_path):
+  """Out-of-fold scores of a NaN fold member are argmaxes of NaN logits: its seed's weights
+  must not be derived from them (the study then trains that seed's members as excluded)."""
+  config = load_config("names")
+  config.seeds, config.rules = (0, 1), ("inverse_tpr:gamma=1",)
+  config.scores.method, config.scores.folds = "crossfit", 3
+  config.workdir = str(tmp_path)
+  split = data_lib.Split(np.zeros((36, 4), np.int32), np.repeat(np.arange(3), 12).astype(np.int32))
+  study = experiment.Study(config, log=lambda _: None)
+  study._data = data_lib.ClassificationData(split, split, split, ("a", "b", "c"))
+  study._trainer = _FakeTrainer(study._data, diverged={"fold2@seed1"})
+  records = study._score_records(scores.from_config(config), [0, 1], None, "base")
+  assert [r["finite"] for r in records] == [True, False]
+  assert records[1]["scored_by"] == "the 3 fold members of seed 1"
 
 
 @pytest.mark.parametrize("field,value,message", [
