@@ -1,9 +1,7 @@
 """The console: library logs hidden by default, the in-epoch progress bar changes no result."""
 
-import importlib.util
 import io
 import logging as py_logging
-import os
 
 import chex
 import jax
@@ -13,16 +11,11 @@ from absl import flags, logging
 
 from lwi_jax import console, ensemble, experiment, train
 from lwi_jax.data import types
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.test_study import load_config
 
 
 def _names_config():
-  spec = importlib.util.spec_from_file_location("names_cfg", os.path.join(REPO, "configs",
-                                                                          "names.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config()
+  c = load_config("names")
   c.model.embed_dim, c.model.conv_features, c.model.lstm_hidden = 4, (8,), 8
   c.train.epochs, c.train.batch_size, c.train.eval_batch_size = 2, 8, 16
   return c

@@ -1,8 +1,6 @@
 """Text in any script: normalisation forms, the vocabulary learned from the training split,
 UTF-8 bytes, max_len from the data, per-class facts and their warnings."""
 
-import importlib.util
-import os
 
 import ml_collections
 import numpy as np
@@ -12,6 +10,7 @@ from lwi_jax import data as data_lib
 from lwi_jax import experiment
 from lwi_jax.data import text
 from lwi_jax.data.errors import DataError
+from tests.test_study import load_config
 
 SCRIPTS = {
     "cyrillic": "Наталья Иванова",
@@ -190,17 +189,8 @@ def script_csv(path, n_per_class=150, seed=0):
   return path
 
 
-def _load_config():
-  spec = importlib.util.spec_from_file_location(
-      "names_config", os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs",
-                                   "names.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config("csv")
-
-
 def test_a_csv_whose_classes_differ_only_by_script_is_learned_and_resumes(tmp_path):
-  config = _load_config()
+  config = load_config("names", "csv")
   config.data.path = str(script_csv(tmp_path / "scripts.csv"))
   config.data.text_column, config.data.label_column = "name", "label"
   # The old encoding cannot see the difference: both classes encode to the same '?' patterns.
