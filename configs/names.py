@@ -13,6 +13,8 @@ The 'csv' preset reads a labelled CSV instead, with the same encoding and split 
 
 import ml_collections
 
+from configs import common
+
 
 def get_config(preset: str = "names") -> ml_collections.ConfigDict:
   if preset not in ("names", "study", "csv"):
@@ -71,36 +73,9 @@ def get_config(preset: str = "names") -> ml_collections.ConfigDict:
   config.train.batch_size = 256
   config.train.eval_batch_size = 1000
   config.train.augment = "none"  # token ids: no augmentation
-  config.train.ensemble_strategy = "auto"  # 'auto', 'vmap', 'sequential', 'unrolled'
-  config.train.ensemble_chunk = 0  # members in flight at once (vmap/unrolled); 0 = all
-  config.train.shard_ensemble = False  # split the members over devices (lwi_jax/sharding.py)
-  config.train.num_devices = 0  # devices in the ensemble mesh; 0 = all visible devices
-  config.train.distributed = False  # several processes/hosts (README "Distributed"); implies shard
-  config.train.coordinator_address = ""  # host:port of process 0; '' = auto (SLURM, TPU, $JAX_...)
-  config.train.num_processes = 0  # 0 = auto-detect
-  config.train.process_id = -1  # -1 = auto-detect
-  config.train.heartbeat_timeout_seconds = 60  # a silent process is declared dead after this
-  config.train.init_timeout_seconds = 300  # wait this long for every process to connect
-  config.train.eval_every_epoch = True  # validation accuracy per epoch in the history
+  common.add_member_execution_fields(config.train)
 
-  config.rounds = 1  # > 1: iterate reweighting with the newest validation TPRs
-  config.compare = ml_collections.ConfigDict()
-  config.compare.test = "bootstrap"  # 'bootstrap', 'paired_t' (>= 2 seeds) or 'none'
-  config.compare.bootstrap_samples = 2000  # replicates of the paired, stratified bootstrap
-  config.compare.bootstrap_seed = 0
-  # "Best rule" (report.md, plots/confusion_best.png): the largest mean D among rules that
-  # cost at most this many points of mean test accuracy.
-  config.compare.max_accuracy_drop = 1.0
-
-  # Where the scores s behind the weights come from (lwi_jax/scores.py): the baseline on the
-  # validation split, or out-of-fold over the training pool from `folds` fold members per seed.
-  config.scores = ml_collections.ConfigDict()
-  config.scores.method = "validation"  # 'validation' or 'crossfit'
-  config.scores.folds = 5  # crossfit: fold members per seed (one more ensemble of seeds x folds)
-  config.scores.shrinkage = "none"  # 'none', 'add_kappa' or 'empirical_bayes' (toward mean s)
-  config.scores.kappa = 10.0  # add_kappa: pseudo-examples per class at the mean TPR
-  config.scores.confidence = 0.95  # Wilson intervals of s, bootstrap intervals of the weights
-  config.scores.weight_bootstrap = 500  # parametric bootstrap draws for the weight intervals
+  common.add_study_fields(config, test="bootstrap")
 
   # Members = rules x seeds. A rule is "name" or "name:hparam=value,...". No "uniform": the
   # baseline already is the unweighted member of each seed (a uniform retrain repeats it).
