@@ -20,7 +20,6 @@ import os
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=4")
 
-import importlib.util  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
@@ -30,21 +29,16 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from bench.run import load_config  # noqa: E402
 from lwi_jax import data as data_lib, ensemble, experiment, members, sharding, train  # noqa: E402
 
 _STEPS = flags.DEFINE_integer("timed_steps", 10, "optimizer steps per timed epoch call")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "interleaved timing rounds (best is reported)")
 _QUICK = flags.DEFINE_bool("quick", False, "smoke run: 3 members, a tiny ConvLSTM; not a result")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _config():
-  spec = importlib.util.spec_from_file_location("names_cfg", os.path.join(REPO, "configs",
-                                                                         "names.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config("study")
+  return load_config("names", "study")
 
 
 def _per_device_bytes(tree) -> dict:
