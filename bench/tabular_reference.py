@@ -45,17 +45,20 @@ def project_mlp(config, data, seeds) -> tuple[list[np.ndarray], list[float], flo
           time.perf_counter() - t0)
 
 
-def sklearn_methods(config):
+def sklearn_methods(config, max_iter: int = 0):
+  """max_iter > 0 caps every method's iterations (a smoke run); 0 = scikit-learn's defaults."""
   from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415
   from sklearn.neural_network import MLPClassifier  # noqa: PLC0415
   hidden = tuple(config.model.hidden_sizes)
+  cap = {"max_iter": max_iter} if max_iter > 0 else {}
   return {
       "sklearn MLPClassifier (defaults, hidden (100,))":
-          lambda s: MLPClassifier(random_state=s),
+          lambda s: MLPClassifier(random_state=s, **cap),
       f"sklearn MLPClassifier (hidden {hidden}, batch {config.train.batch_size})":
-          lambda s: MLPClassifier(hidden, batch_size=config.train.batch_size, random_state=s),
+          lambda s: MLPClassifier(hidden, batch_size=config.train.batch_size, random_state=s,
+                                  **cap),
       "sklearn HistGradientBoostingClassifier (defaults)":
-          lambda s: HistGradientBoostingClassifier(random_state=s),
+          lambda s: HistGradientBoostingClassifier(random_state=s, **cap),
   }
 
 
@@ -63,9 +66,14 @@ def main(argv=None) -> str:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--preset", default="satimage")
   p.add_argument("--seeds", default="0,1,2,3,4")
+  p.add_argument("--epochs", type=int, default=0,
+                 help="0 = the config's epochs and scikit-learn's defaults; N > 0 caps every "
+                      "method at N epochs/iterations (a smoke run, not a result)")
   args = p.parse_args(argv)
   seeds = [int(s) for s in args.seeds.split(",")]
   config = load_config("tabular", args.preset)
+  if args.epochs > 0:
+    config.train.epochs = args.epochs
   data = data_lib.load_dataset(config.data)
   c = data.num_classes
   rows = {}
@@ -73,7 +81,7 @@ def main(argv=None) -> str:
   y_test = data.test.labels
   rows[f"project MLP {tuple(config.model.hidden_sizes)}, {config.train.epochs} epochs "
        f"(one ensemble of {len(seeds)})"] = (tprs, accs, seconds)
-  for name, make in sklearn_methods(config).items():
+  for name, make in sklearn_methods(config, args.epochs).items():
     t0 = time.perf_counter()
     tp, ac = [], []
     for s in seeds:

@@ -15,22 +15,20 @@ Prints one markdown row per encoding and writes them as JSON (--out).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
+import sys
 import time
 
 import numpy as np
 
-from lwi_jax import data as data_lib
-from lwi_jax import ensemble, experiment, train
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
 
-
-def _config(path: str):
-  spec = importlib.util.spec_from_file_location("names_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from bench.run import load_config  # noqa: E402
+from lwi_jax import data as data_lib  # noqa: E402
+from lwi_jax import ensemble, experiment, train  # noqa: E402
 
 
 def measure(config, seeds: list[int]) -> dict:
@@ -54,21 +52,21 @@ def measure(config, seeds: list[int]) -> dict:
   return out
 
 
-def main():
+def main(argv=None) -> dict:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--config", default=os.path.join("configs", "names.py"))
+  p.add_argument("--config", default="names", help="a configs/ name with text data")
   p.add_argument("--encodings", default="strip_accents/latin,nfkc_casefold/learned")
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--cache_dir", default="")
   p.add_argument("--out", default="")
   p.add_argument("--epochs", type=int, default=0, help="0 = the config's")
   p.add_argument("--split_seed", type=int, default=-1, help="-1 = the config's")
-  args = p.parse_args()
+  args = p.parse_args(argv)
   seeds = [int(s) for s in args.seeds.split(",")]
   rows = {}
   print("| encoding | max_len | ids | test accuracy | Var(s) x 1e3 | worst-class TPR | s |")
   for enc in args.encodings.split(","):
-    config = _config(args.config)
+    config = load_config(args.config)
     if args.cache_dir:
       config.data.cache_dir = args.cache_dir
     if args.epochs:
@@ -85,6 +83,7 @@ def main():
   if args.out:
     with open(args.out, "w") as f:
       json.dump({"seeds": seeds, "rows": rows}, f, indent=1)
+  return rows
 
 
 if __name__ == "__main__":

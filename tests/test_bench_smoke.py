@@ -18,7 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # bench/ and tests/ are imported as packages of the checkout
   sys.path.insert(0, REPO)
 
-from bench import batched_matmul, profile_step, time_to_accuracy  # noqa: E402
+from bench import batched_matmul, profile_step, tabular_reference, tabular_speed  # noqa: E402
+from bench import text_encodings, time_to_accuracy  # noqa: E402
 from bench import run as bench_run  # noqa: E402
 
 def _torch_available() -> bool:
@@ -29,23 +30,21 @@ def _torch_available() -> bool:
     return False
 
 
-def test_bench_run_every_model_section_and_e2e(tmp_path, monkeypatch):
-  """`python -m bench.run --e2e` on `--quick` sizes, in ONE call (compiles dominate the cost):
-  both models, the CNN's reference impls, the numerics check, the FLOP/s peak and the names
-  study end to end (ensemble vs member by member). The names data come from a small
-  hand-written rank list instead of the names-dataset package (loading it costs ~15 s;
-  test_names.py covers it). PyTorch rows run when the bench extra is installed (the command
-  prints that they are skipped otherwise, as the real one does)."""
+def _tiny_names_configs(monkeypatch, tmp_path):
+  """bench.run.load_config, with the names config cut to 3 countries x 10 names of a small
+  hand-written rank list (loading the names-dataset package costs ~15 s; test_names.py covers
+  it) and a tiny ConvLSTM. Other configs are returned as they are."""
   from lwi_jax.data import names  # noqa: PLC0415
   from tests.test_names import fixture_ranks  # noqa: PLC0415
   monkeypatch.setattr(names, "rank_lists_from_package", fixture_ranks)
   real_load_config = bench_run.load_config
 
-  def tiny_names(name, preset=None):
+  def load_config(name, preset=None):
     config = real_load_config(name, preset)
     if name == "names":
       config.data.countries = ("GB", "US", "DE")
       config.data.top_k = 10
+      config.data.per_class = 40
       config.data.cache_dir = str(tmp_path / "cache")
       config.model.lstm_hidden = 8
       config.model.conv_features = (8,)
@@ -53,7 +52,16 @@ def test_bench_run_every_model_section_and_e2e(tmp_path, monkeypatch):
       config.train.batch_size = 16
     return config
 
-  monkeypatch.setattr(bench_run, "load_config", tiny_names)
+  return load_config
+
+
+def test_bench_run_every_model_section_and_e2e(tmp_path, monkeypatch):
+  """`python -m bench.run --e2e` on `--quick` sizes, in ONE call (compiles dominate the cost):
+  both models, the CNN's reference impls, the numerics check, the FLOP/s peak and the names
+  study end to end (ensemble vs member by member), on _tiny_names_configs. PyTorch rows run
+  when the bench extra is installed (the command prints that they are skipped otherwise, as the
+  real one does)."""
+  monkeypatch.setattr(bench_run, "load_config", _tiny_names_configs(monkeypatch, tmp_path))
   # one e2e member (E = 1 in every phase and mode: one compiled program of each kind)
   args = ["--quick", "--ks", "1", "--strategies", "vmap", "--rounds", "1", "--ref_steps", "1",
           "--cnn_ref_impls", "xla",
@@ -128,3 +136,29 @@ def test_gpu_check_script_parses():
   for needed in ("tests/test_fast_paths.py", "bench.run", "launch.py --config=configs/cifar.py",
                  "compute_dtype=bfloat16", "timings.txt"):
     assert needed in text
+
+
+def test_text_encodings(monkeypatch, tmp_path):
+  """`python -m bench.text_encodings` with two encodings, one seed, one epoch, tiny names."""
+  monkeypatch.setattr(text_encodings, "load_config", _tiny_names_configs(monkeypatch, tmp_path))
+  out = tmp_path / "encodings.json"
+  rows = text_encodings.main(["--encodings", "nfkc/learned,nfkc/bytes", "--seeds", "0",
+                              "--epochs", "1", "--out", str(out)])
+  assert set(rows) == {"nfkc/learned", "nfkc/bytes"}
+  assert all(len(r["tpr"]) == 1 and len(r["tpr"][0]) == 3 for r in rows.values())
+  assert rows["nfkc/bytes"]["vocab_size"] != rows["nfkc/learned"]["vocab_size"]
+  assert set(json.loads(out.read_text())["rows"]) == set(rows)
+
+
+def test_tabular_speed():
+  """`python -m bench.tabular_speed`, its short form, one member, one round."""
+  text = tabular_speed.main(["--ks", "1", "--rounds", "1", "--chunks", "", "--no_extras"])
+  assert "Matmul peak" in text and "| production | vmap | 1 |" in text
+
+
+def test_tabular_reference():
+  """`python -m bench.tabular_reference` with 2 seeds and every method capped at 2 iterations."""
+  pytest.importorskip("sklearn", reason="scikit-learn is in the `bench` extra, not `test`")
+  text = tabular_reference.main(["--seeds", "0,1", "--epochs", "2"])
+  assert "project MLP" in text and "HistGradientBoostingClassifier" in text
+  assert text.count("\n| ") >= 5  # header + 4 methods
