@@ -12,7 +12,6 @@ per epoch and their ratio, and checks that both give bit-identical parameters.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import time
@@ -21,23 +20,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench.run import load_config
 from lwi_jax import console, data as data_lib, ensemble, experiment, train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def main() -> None:
+def main(argv=None) -> dict:
+  """Runs the measurement; returns {"times": {name: [s, ...]}, "bit_identical": bool}."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--rounds", type=int, default=6)
   parser.add_argument("--members", type=int, default=3)
   parser.add_argument("--preset", default="names")
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
 
-  spec = importlib.util.spec_from_file_location("names_cfg", os.path.join(REPO, "configs",
-                                                                          "names.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(args.preset)
+  config = load_config("names", args.preset)
   data = data_lib.load_dataset(config.data)
   trainer = experiment.Trainer(config, data, log=lambda m: None, progress=False)
   cfg = config.train
@@ -75,6 +70,7 @@ def main() -> None:
   print(f"  bar / no bar: min {min(times['bar']) / min(times['no bar']):.3f}x  median "
         f"{statistics.median(times['bar']) / statistics.median(times['no bar']):.3f}x")
   print(f"  parameters bit-identical: {same}")
+  return {"times": times, "bit_identical": same}
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ class TorchMember:
     self.net.train()
     order = torch.randperm(self.x.shape[0], generator=self.gen)
     # the JAX side's per-example alternating-flip pattern, for the whole epoch at once
-    flip_all = torch.from_numpy(np.asarray(augment.alternating_flip_mask(
+    flip_all = torch.from_numpy(np.array(augment.alternating_flip_mask(
         jnp.arange(self.x.shape[0]), epoch)))
     for i in range(self.steps_per_epoch):
       ids = order[i * self.batch:(i + 1) * self.batch]

@@ -18,7 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # bench/ and tests/ are imported as packages of the checkout
   sys.path.insert(0, REPO)
 
-from bench import batched_matmul, profile_step, tabular_reference, tabular_speed  # noqa: E402
+from bench import batched_matmul, profile_step, progress_overhead, tabular_reference  # noqa: E402
+from bench import tabular_speed  # noqa: E402
 from bench import text_encodings, time_to_accuracy  # noqa: E402
 from bench import run as bench_run  # noqa: E402
 
@@ -148,6 +149,16 @@ def test_text_encodings(monkeypatch, tmp_path):
   assert all(len(r["tpr"]) == 1 and len(r["tpr"][0]) == 3 for r in rows.values())
   assert rows["nfkc/bytes"]["vocab_size"] != rows["nfkc/learned"]["vocab_size"]
   assert set(json.loads(out.read_text())["rows"]) == set(rows)
+
+
+def test_progress_overhead(monkeypatch, tmp_path):
+  """`python -m bench.progress_overhead` with one member and one round, tiny names."""
+  monkeypatch.setattr(progress_overhead, "load_config",
+                      _tiny_names_configs(monkeypatch, tmp_path))
+  result = progress_overhead.main(["--rounds", "1", "--members", "1"])
+  assert set(result["times"]) == {"bar", "no bar"}
+  assert all(len(t) == 1 and t[0] > 0 for t in result["times"].values())
+  assert result["bit_identical"] is True  # the bar must not change what is trained
 
 
 def test_tabular_speed():
