@@ -32,8 +32,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
-from lwi_jax import models as models_lib  # noqa: E402
 from lwi_jax.models.resnet_cnn import ResidualCNN  # noqa: E402
+from lwi_jax.parallel import programs  # noqa: E402
 
 CIFAR = os.path.join(REPO, "..", "shared", "data", "cifar10", "cifar-10-batches-py")
 
@@ -71,7 +71,7 @@ def gradients(impl: str, dtype, x, y, members: int, widths):
 
   grad = jax.grad(loss)
   # compiled as a study compiles it (the CPU path's options on CPU)
-  opts = dict(models_lib.compiler_options(
+  opts = dict(programs.compiler_options(
       ml_collections.ConfigDict({"name": "resnet_cnn", "conv_impl": impl}))) or None
   jit = lambda f: jax.jit(f, compiler_options=opts)  # noqa: E731
   if members == 1:

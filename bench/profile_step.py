@@ -3,7 +3,7 @@
   python -m bench.profile_step [--model cnn|conv_lstm] [--impl cpu] [--members 1]
                                [--batch 128] [--steps 3] [--top 25]
 
-Traces `--steps` optimizer steps of train.ensemble_train_epoch_fn (the code the studies run),
+Traces `--steps` optimizer steps of programs.ensemble_train_epoch_fn (the code the studies run),
 reads the trace back with jax.profiler.ProfileData and sums the XLA:CPU op events by name, then
 by kind (the op name without its numeric suffix: "convolution", "ynn_fusion", "dot", ...). The
 event times of ops that run concurrently on different threads add up, so the table shows

@@ -3,7 +3,7 @@
   python -m bench.progress_overhead [--rounds 6] [--members 3] [--preset names]
 
 The bar is fed by a host callback compiled into the epoch (train.train_epoch's `on_step`,
-drawn by lwi_jax/console.py). Both programs train the same members on the real names data;
+drawn by lwi_jax/runtime/console.py). Both programs train the same members on the real names data;
 they are measured in interleaved rounds in one process (each once per round, so load from
 elsewhere hits both alike), with the bar drawn to /dev/null. Prints min and median seconds
 per epoch and their ratio, and checks that both give bit-identical parameters.
@@ -21,7 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.run import load_config
-from lwi_jax import console, data as data_lib, ensemble, experiment, train
+from lwi_jax import data as data_lib
+from lwi_jax import member
+from lwi_jax.parallel import ensemble
+from lwi_jax.parallel import programs
+from lwi_jax.runtime import console
+from lwi_jax.study import trainer as trainer_lib
 
 
 def main(argv=None) -> dict:
@@ -34,17 +39,17 @@ def main(argv=None) -> dict:
 
   config = load_config("names", args.preset)
   data = data_lib.load_dataset(config.data)
-  trainer = experiment.Trainer(config, data, log=lambda m: None, progress=False)
+  trainer = trainer_lib.Trainer(config, data, log=lambda m: None, progress=False)
   cfg = config.train
   seeds = list(range(args.members))
-  hp = ensemble.stack([train.MemberHParams.create(np.ones(data.num_classes))] * args.members)
+  hp = ensemble.stack([member.MemberHParams.create(np.ones(data.num_classes))] * args.members)
   steps = len(data.train) // cfg.batch_size
-  fns = {name: train.ensemble_train_epoch_fn(cfg.batch_size, cfg.augment, cfg.ensemble_strategy,
+  fns = {name: programs.ensemble_train_epoch_fn(cfg.batch_size, cfg.augment, cfg.ensemble_strategy,
                                              cfg.ensemble_chunk, None, trainer.compiler_options,
                                              on_step)
          for name, on_step in (("no bar", None), ("bar", console.on_train_step))}
-  states0 = train.init_ensemble(trainer.model, trainer.tx, trainer.sample_inputs, seeds)
-  keys = train.ensemble_epoch_keys(seeds, 0)
+  states0 = programs.init_ensemble(trainer.model, trainer.tx, trainer.sample_inputs, seeds)
+  keys = programs.ensemble_epoch_keys(seeds, 0)
 
   def epoch(name):
     states, hps = jax.tree.map(jnp.copy, (states0, hp))  # donated arguments: fresh copies

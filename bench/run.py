@@ -36,8 +36,11 @@ if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
 from bench import flops as flops_lib  # noqa: E402
-from lwi_jax import ensemble, train  # noqa: E402
+from lwi_jax import member  # noqa: E402
 from lwi_jax import models as models_lib  # noqa: E402
+from lwi_jax import optim  # noqa: E402
+from lwi_jax.parallel import ensemble  # noqa: E402
+from lwi_jax.parallel import programs  # noqa: E402
 
 NUM_CLASSES_CNN = 10
 
@@ -99,10 +102,10 @@ def _model_and_data(model_name: str, args, steps: int):
                                      NUM_CLASSES_CNN)
     return None, x, y, NUM_CLASSES_CNN, flops, dict(widths=widths, dense=args.cnn_dense)
   if model_name == "conv_lstm":
-    from lwi_jax.data import text  # noqa: PLC0415
+    from lwi_jax.data import text_encoding  # noqa: PLC0415
     cfg = load_config("names")
     length = int(cfg.data.max_len) or 19  # 0 = from the data: 19 for the names (BUILD_NOTES)
-    info = text.encoding_info(length)
+    info = text_encoding.encoding_info(length)
     classes = len(cfg.data.countries)
     model = models_lib.create_model(cfg.model, classes, info)
     lengths = rng.integers(3, length + 1, n)
@@ -123,27 +126,27 @@ def _cnn(args, impl: str):
 
 
 def _compiler_options(model_name: str, impl: str) -> tuple:
-  """What a study compiles the model with: models.compiler_options of its model config (the
+  """What a study compiles the model with: programs.compiler_options of its model config (the
   CNN's CPU path gets its options on CPU; the CNN's reference implementations and the ConvLSTM,
   whose `impl` is '-', run as plain programs)."""
   if model_name != "cnn":
-    return models_lib.compiler_options(load_config("names").model)
-  return models_lib.compiler_options(
+    return programs.compiler_options(load_config("names").model)
+  return programs.compiler_options(
       ml_collections.ConfigDict({"name": "resnet_cnn", "conv_impl": impl}))
 
 
 def jax_case(model_name: str, model, impl: str, strategy: str, k: int, x, y, classes, steps,
              flops, args) -> Case:
-  """The production path: train.ensemble_train_epoch_fn (a lax.scan over `steps` batches)."""
-  tx = train.make_optimizer(load_config("cifar").optimizer, steps, 1)
-  states = train.init_ensemble(model, tx, jnp.asarray(x[:1]), list(range(k)))
+  """The production path: programs.ensemble_train_epoch_fn (a lax.scan over `steps` batches)."""
+  tx = optim.make_optimizer(load_config("cifar").optimizer, steps, 1)
+  states = programs.init_ensemble(model, tx, jnp.asarray(x[:1]), list(range(k)))
   rng = np.random.default_rng(k)
-  hparams = ensemble.stack([train.MemberHParams.create(rng.uniform(0.5, 2.0, classes))
+  hparams = ensemble.stack([member.MemberHParams.create(rng.uniform(0.5, 2.0, classes))
                             for _ in range(k)])
-  keys = train.ensemble_epoch_keys(list(range(k)), 0)
+  keys = programs.ensemble_epoch_keys(list(range(k)), 0)
   xs, ys = jax.device_put(x), jax.device_put(y)
   name, _, chunk = strategy.partition(":")  # e.g. "unrolled:2" = 2 members in flight
-  fn = train.ensemble_train_epoch_fn(args.batch, "none", name, int(chunk or 0), None,
+  fn = programs.ensemble_train_epoch_fn(args.batch, "none", name, int(chunk or 0), None,
                                      _compiler_options(model_name, impl))
   t0 = time.perf_counter()
   compiled = fn.lower(states, hparams, keys, jnp.int32(0), xs, ys).compile()
@@ -247,11 +250,14 @@ def measure(cases: list[Case], rounds: int, log) -> None:
 def e2e_names(args, log) -> dict:
   """The names study (baseline + rules x seeds) as ONE ensemble vs member by member.
 
-  Both use experiment.Study with the same data object and the same Trainer code; the only
+  Both use study_lib.Study with the same data object and the same Trainer code; the only
   difference is Trainer.fit: one call with all E members, or E calls with one member each
   (one compiled program reused). Checkpoints and TensorBoard are off in both.
   """
-  from lwi_jax import data as data_lib, experiment  # noqa: PLC0415
+  from lwi_jax import data as data_lib  # noqa: PLC0415
+  from lwi_jax.report import markdown  # noqa: PLC0415
+  from lwi_jax.study import study as study_lib  # noqa: PLC0415
+  from lwi_jax.study import trainer as trainer_lib  # noqa: PLC0415
 
   config = load_config("names")
   if args.e2e_rules:
@@ -266,15 +272,15 @@ def e2e_names(args, log) -> dict:
     config.compare.test = "none"
   quiet = lambda msg: log("    | " + msg) if msg.startswith("[") else None  # noqa: E731
   # One-time imports / helpers both modes need, so neither pays them inside its timing.
-  from lwi_jax import plots, reporting  # noqa: F401,PLC0415
+  from lwi_jax.report import markdown, plots  # noqa: F401,PLC0415
   import matplotlib.pyplot  # noqa: F401,PLC0415
 
-  class Ensemble(experiment.Trainer):
+  class Ensemble(trainer_lib.Trainer):
 
     def fit(self, phase, labels, seeds, hparams, *unused, **unused_kw):
       return super().fit(phase, labels, seeds, hparams)
 
-  class MemberByMember(experiment.Trainer):
+  class MemberByMember(trainer_lib.Trainer):
 
     def fit(self, phase, labels, seeds, hparams, *unused, **unused_kw):
       parts = [super(MemberByMember, self).fit(phase, labels[i:i + 1], seeds[i:i + 1],
@@ -298,7 +304,7 @@ def e2e_names(args, log) -> dict:
   for mode, cls in (("ensemble", Ensemble), ("member_by_member", MemberByMember)):
     cfg = config.copy_and_resolve_references()
     cfg.workdir = tempfile.mkdtemp(prefix=f"bench_e2e_{mode}_")
-    study = experiment.Study(cfg, quiet)
+    study = study_lib.Study(cfg, quiet)
     study._data = data  # pylint: disable=protected-access
     study._trainer = cls(cfg, data, quiet)  # pylint: disable=protected-access
     log(f"  e2e: {mode} ...")

@@ -4,8 +4,8 @@
 
 One process with 4 forced host devices (set below, before JAX starts) builds the ensemble mesh
 over the first 1, 2 and 4 of them (train.num_devices), on the same study. Per device it reports
-members (padded to a multiple of D, see lwi_jax/sharding.py), the bytes of the member-stacked
-train state the device holds (its addressable shards, padded as Trainer.fit pads them), and XLA's memory analysis of the
+members (padded to a multiple of D, see lwi_jax/parallel/sharding.py), the bytes of the
+member-stacked train state the device holds (its addressable shards, padded as Trainer.fit pads them), and XLA's memory analysis of the
 compiled per-device epoch program (arguments incl. the replicated dataset, outputs, temporaries).
 Forced host devices share this machine's cores, so the measured epoch time does NOT show the
 speed-up of real devices; the estimate for D real devices is the measured one-device time
@@ -30,7 +30,13 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from bench.run import load_config  # noqa: E402
-from lwi_jax import data as data_lib, ensemble, experiment, members, sharding, train  # noqa: E402
+from lwi_jax import data as data_lib  # noqa: E402
+from lwi_jax import member  # noqa: E402
+from lwi_jax.parallel import ensemble  # noqa: E402
+from lwi_jax.parallel import programs  # noqa: E402
+from lwi_jax.parallel import sharding  # noqa: E402
+from lwi_jax.rules import members  # noqa: E402
+from lwi_jax.study import trainer as trainer_lib  # noqa: E402
 
 _STEPS = flags.DEFINE_integer("timed_steps", 10, "optimizer steps per timed epoch call")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "interleaved timing rounds (best is reported)")
@@ -67,7 +73,7 @@ def main(argv):
   seeds = [m.seed for m in specs]
   full = data_lib.load_dataset(config.data)
   timed = _subset(full, _STEPS.value * config.train.batch_size)
-  hp = ensemble.stack([train.MemberHParams.create(np.ones(full.num_classes, np.float32))] * e)
+  hp = ensemble.stack([member.MemberHParams.create(np.ones(full.num_classes, np.float32))] * e)
   print(f"names study round 1: E = {e} members, train {len(full.train)} examples, "
         f"batch {config.train.batch_size}, backend {jax.default_backend()}")
   rows, runs = [], {}
@@ -75,16 +81,16 @@ def main(argv):
     config.train.shard_ensemble, config.train.num_devices = True, d
     cfg = config.train
     for name, data in (("full", full), ("timed", timed))[:2 if _ROUNDS.value else 1]:
-      trainer = experiment.Trainer(config, data, log=lambda m: None)
+      trainer = trainer_lib.Trainer(config, data, log=lambda m: None)
       # As Trainer.fit does: the phase's members padded to a multiple of D.
       seeds_d = sharding.pad_to_mesh(list(seeds), trainer.mesh)
       hp_d = sharding.replicate(sharding.pad_to_mesh(hp, trainer.mesh), trainer.mesh)
-      states = train.init_ensemble(trainer.model, trainer.tx, trainer.sample_inputs, seeds_d,
+      states = programs.init_ensemble(trainer.model, trainer.tx, trainer.sample_inputs, seeds_d,
                                    mesh=trainer.mesh)
-      fn = train.ensemble_train_epoch_fn(cfg.batch_size, cfg.augment, cfg.ensemble_strategy,
+      fn = programs.ensemble_train_epoch_fn(cfg.batch_size, cfg.augment, cfg.ensemble_strategy,
                                          cfg.get("ensemble_chunk", 0), trainer.mesh,
                                          trainer.compiler_options)
-      args = (states, hp_d, train.ensemble_epoch_keys(seeds_d, 0), jnp.int32(0),
+      args = (states, hp_d, programs.ensemble_epoch_keys(seeds_d, 0), jnp.int32(0),
               trainer.train_inputs, trainer.train_labels)
       t0 = time.perf_counter()
       compiled = fn.lower(*args).compile()

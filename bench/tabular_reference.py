@@ -26,7 +26,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from bench.run import load_config  # noqa: E402
-from lwi_jax import data as data_lib, ensemble, experiment, train  # noqa: E402
+from lwi_jax import data as data_lib  # noqa: E402
+from lwi_jax import member  # noqa: E402
+from lwi_jax.parallel import ensemble  # noqa: E402
+from lwi_jax.study import trainer as trainer_lib  # noqa: E402
 
 
 def per_class_tpr(y, pred, classes: int) -> np.ndarray:
@@ -35,8 +38,8 @@ def per_class_tpr(y, pred, classes: int) -> np.ndarray:
 
 def project_mlp(config, data, seeds) -> tuple[list[np.ndarray], list[float], float]:
   """Baseline members of the study (uniform weights), one ensemble; test predictions' TPRs."""
-  trainer = experiment.Trainer(config, data, log=lambda msg: None)
-  hp = ensemble.stack([train.MemberHParams.create(np.ones(data.num_classes, np.float32))
+  trainer = trainer_lib.Trainer(config, data, log=lambda msg: None)
+  hp = ensemble.stack([member.MemberHParams.create(np.ones(data.num_classes, np.float32))
                        for _ in seeds])
   t0 = time.perf_counter()
   states, _, _ = trainer.fit("baseline", [f"seed{s}" for s in seeds], list(seeds), hp)

@@ -3,7 +3,7 @@
   python -m bench.tabular_speed [--rounds 5] [--ks 1,8,32,64]
 
 Cases, all measured in ONE process in interleaved rounds (bench/README.md):
-  - `production`: train.ensemble_train_epoch_fn, i.e. what a study runs: one epoch of the
+  - `production`: programs.ensemble_train_epoch_fn, i.e. what a study runs: one epoch of the
     bundled satimage (2706 rows, batch 128 -> 21 steps) per call, vmapped members, every member
     with its own data order (its seed), dropout and class weights;
   - `sequential` / `unrolled`: the same epoch with the other ensemble strategies;
@@ -34,12 +34,18 @@ sys.path.insert(0, REPO)
 
 from bench import flops as flops_lib  # noqa: E402
 from bench.run import Case, jax_case, load_config, measure, peak_cases  # noqa: E402
-from lwi_jax import data as data_lib, ensemble, models, train  # noqa: E402
+from lwi_jax import data as data_lib  # noqa: E402
+from lwi_jax import member  # noqa: E402
+from lwi_jax import models  # noqa: E402
+from lwi_jax import optim  # noqa: E402
+from lwi_jax import train  # noqa: E402
+from lwi_jax.parallel import ensemble  # noqa: E402
+from lwi_jax.parallel import programs  # noqa: E402
 
 
 def _hparams(k: int, classes: int):
   rng = np.random.default_rng(k)
-  return ensemble.stack([train.MemberHParams.create(rng.uniform(0.5, 2.0, classes))
+  return ensemble.stack([member.MemberHParams.create(rng.uniform(0.5, 2.0, classes))
                          for _ in range(k)])
 
 
@@ -62,7 +68,7 @@ def layout_case(model, tx, x, y, classes, k, batch, shared: bool, flops_step) ->
   bx, by = jnp.asarray(x[idx]), jnp.asarray(y[idx])
   if shared:
     bx, by = bx[:, 0], by[:, 0]
-  states = train.init_ensemble(model, tx, jnp.asarray(x[:1]), list(range(k)))
+  states = programs.init_ensemble(model, tx, jnp.asarray(x[:1]), list(range(k)))
   weights = _hparams(k, classes).class_weights
   keys = jax.random.split(jax.random.key(0), k)
 
@@ -105,7 +111,7 @@ def main(argv=None) -> str:
   model = models.create_model(config.model, classes, data.info)
   sizes = (x.shape[1], *config.model.hidden_sizes, classes)
   flops_step = lambda b: flops_lib.mlp_step_flops(b, sizes)  # noqa: E731
-  tx = train.make_optimizer(config.optimizer, len(y) // 128, 1)
+  tx = optim.make_optimizer(config.optimizer, len(y) // 128, 1)
   t_start = time.perf_counter()
   load0 = os.getloadavg()[0]
   cases = peak_cases(types.SimpleNamespace(peak_size=2048, torch=False))

@@ -28,15 +28,17 @@ if REPO not in sys.path:
 
 from bench.run import load_config  # noqa: E402
 from lwi_jax import data as data_lib  # noqa: E402
-from lwi_jax import ensemble, experiment, train  # noqa: E402
+from lwi_jax import member  # noqa: E402
+from lwi_jax.parallel import ensemble  # noqa: E402
+from lwi_jax.study import trainer as trainer_lib  # noqa: E402
 
 
 def measure(config, seeds: list[int]) -> dict:
   data = data_lib.load_dataset(config.data)
   for line in getattr(data_lib, "summary_lines", lambda d: [])(data):
     print(line, flush=True)
-  trainer = experiment.Trainer(config, data, log=lambda s: None)
-  hparams = ensemble.stack([train.MemberHParams.create(
+  trainer = trainer_lib.Trainer(config, data, log=lambda s: None)
+  hparams = ensemble.stack([member.MemberHParams.create(
       np.ones(data.num_classes, np.float32))] * len(seeds))
   t0 = time.perf_counter()
   states, _, _ = trainer.fit("baseline", [f"seed{s}" for s in seeds], seeds, hparams)

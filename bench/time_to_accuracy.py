@@ -39,27 +39,33 @@ if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
 from bench.run import load_config  # noqa: E402
-from lwi_jax import augment, data as data_lib, experiment, recipe, train  # noqa: E402
+from lwi_jax import augment  # noqa: E402
+from lwi_jax import data as data_lib  # noqa: E402
+from lwi_jax import member  # noqa: E402
+from lwi_jax import optim  # noqa: E402
+from lwi_jax.parallel import programs  # noqa: E402
+from lwi_jax.study import train_options  # noqa: E402
+from lwi_jax.study import trainer as trainer_lib  # noqa: E402
 
 
 class JaxMember:
-  """One baseline member through the production code (experiment.Trainer's compiled epoch)."""
+  """One baseline member through the production code (trainer_lib.Trainer's compiled epoch)."""
 
   name = "jax"
 
   def __init__(self, config, data):
-    self.trainer = experiment.Trainer(config, data, log=lambda m: None)
+    self.trainer = trainer_lib.Trainer(config, data, log=lambda m: None)
     self.epoch_fn = self.trainer.epoch_fn()
-    self.states = train.init_ensemble(self.trainer.model, self.trainer.tx,
+    self.states = programs.init_ensemble(self.trainer.model, self.trainer.tx,
                                       self.trainer.sample_inputs, [0])
-    from lwi_jax import ensemble  # noqa: PLC0415
-    self.hparams = ensemble.stack([train.MemberHParams.create(
+    from lwi_jax.parallel import ensemble  # noqa: PLC0415
+    self.hparams = ensemble.stack([member.MemberHParams.create(
         np.ones(data.num_classes, np.float32))])
     self.steps_per_epoch = len(data.train) // config.train.batch_size
 
   def train_epoch(self, epoch: int) -> None:
     self.states, self.hparams, m = self.epoch_fn(
-        self.states, self.hparams, train.ensemble_epoch_keys([0], epoch), jnp.int32(epoch),
+        self.states, self.hparams, programs.ensemble_epoch_keys([0], epoch), jnp.int32(epoch),
         self.trainer.train_inputs, self.trainer.train_labels)
     jax.block_until_ready(m)
 
@@ -81,9 +87,9 @@ class TorchMember:
     self.threads = threads
     m, o, t = config.model, config.optimizer, config.train
     self.cfg = t
-    self.spec = recipe.augment_spec(t, data)
-    self.smoothing = recipe.label_smoothing(t)
-    self.eval_flip = recipe.eval_flip(t, data)
+    self.spec = train_options.augment_spec(t, data)
+    self.smoothing = train_options.label_smoothing(t)
+    self.eval_flip = train_options.eval_flip(t, data)
     self.net = tr.TorchResidualCNN(data.num_classes, tuple(m.widths), m.dense_width,
                                    m.dropout_rate, data.train.inputs.shape[1])
     for mod in self.net.modules():
@@ -104,7 +110,7 @@ class TorchMember:
     self.opt = torch.optim.SGD(self.net.parameters(), lr=float(o.learning_rate),
                                momentum=float(o.momentum), nesterov=True,
                                weight_decay=0.0 if o.name == "sgdw" else float(o.weight_decay))
-    self.schedule = train.learning_rate_schedule(o, self.steps_per_epoch * int(t.epochs))
+    self.schedule = optim.learning_rate_schedule(o, self.steps_per_epoch * int(t.epochs))
     self.step = 0
     self.gen = torch.Generator().manual_seed(0)
 

@@ -13,10 +13,11 @@ import ml_collections
 
 
 def add_member_execution_fields(train: ml_collections.ConfigDict) -> None:
-  """How the member axis runs: strategy, devices, processes (lwi_jax/ensemble.py, sharding.py)."""
+  """How the member axis runs: strategy, devices, processes (lwi_jax/parallel/ensemble.py,
+  sharding.py)."""
   train.ensemble_strategy = "auto"  # 'auto', 'vmap', 'sequential', 'unrolled'
   train.ensemble_chunk = 0  # members in flight at once (vmap/unrolled); 0 = all
-  train.shard_ensemble = False  # split the members over devices (lwi_jax/sharding.py)
+  train.shard_ensemble = False  # split the members over devices (lwi_jax/parallel/sharding.py)
   train.num_devices = 0  # devices in the ensemble mesh; 0 = all visible devices
   train.distributed = False  # several processes/hosts (README "Distributed"); implies shard
   train.coordinator_address = ""  # host:port of process 0; '' = auto (SLURM, TPU, $JAX_...)
@@ -29,7 +30,7 @@ def add_member_execution_fields(train: ml_collections.ConfigDict) -> None:
 
 def add_study_fields(config: ml_collections.ConfigDict, test: str = "bootstrap") -> None:
   """Rounds, the comparison with the baseline (statistics, "best rule") and the scores behind
-  the weights (lwi_jax/scores.py)."""
+  the weights (lwi_jax/rules/scores.py)."""
   config.rounds = 1  # > 1: iterate reweighting with the newest validation TPRs
   config.compare = ml_collections.ConfigDict()
   config.compare.test = test  # 'bootstrap', 'paired_t' (>= 2 seeds) or 'none'
@@ -39,7 +40,7 @@ def add_study_fields(config: ml_collections.ConfigDict, test: str = "bootstrap")
   # cost at most this many points of mean test accuracy.
   config.compare.max_accuracy_drop = 1.0
 
-  # Where the scores s behind the weights come from (lwi_jax/scores.py): the baseline on the
+  # Where the scores s behind the weights come from (lwi_jax/rules/scores.py): the baseline on the
   # validation split, or out-of-fold over the training pool from `folds` fold members per seed.
   config.scores = ml_collections.ConfigDict()
   config.scores.method = "validation"  # 'validation' or 'crossfit'

@@ -38,8 +38,8 @@ def get_config(preset: str = "names") -> ml_collections.ConfigDict:
   config.data.label_column = "label"
   config.data.delimiter = ","
   config.data.encoding = "utf-8-sig"  # plain UTF-8, with or without a byte-order mark
-  # both: encoding and split (lwi_jax/data/text.py)
-  config.data.normalization = "nfkc"  # or "none", "nfkc_casefold", "strip_accents" (the old)
+  # both: encoding (lwi_jax/data/text_encoding.py) and split (grouped_split.py)
+  config.data.normalization = "nfkc"  # or "none", "nfkc_casefold", "strip_accents"
   config.data.vocabulary = "learned"  # 'learned' (training split), 'latin' (fixed a-z), 'bytes'
   config.data.min_char_count = 2  # 'learned': rarer characters of the training split -> OOV
   config.data.max_len = 0  # symbols kept; 0 = the max_len_percentile of the training lengths

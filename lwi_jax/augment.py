@@ -1,6 +1,7 @@
 """Jittable data augmentation, one key per batch, so members that share a seed see the same views.
 
-What an augmentation does is an `AugmentSpec` built from `config.train` (`spec_from_config`):
+What an augmentation does is an `AugmentSpec` built from `config.train`
+(lwi_jax/study/train_options.py):
   augment   'none' or 'flip_crop' (horizontal flip + random translation by cropping after padding)
   crop_pad  translation range in pixels (4: the classic CIFAR recipe; 2: the fast recipes, which
             train ~10 epochs and gain from views closer to the test images)
@@ -41,12 +42,6 @@ class AugmentSpec:
       raise ValueError(f"train.pad_mode={self.pad_mode!r} is not one of {list(PAD_MODES)}")
     if self.flip not in FLIPS:
       raise ValueError(f"train.flip={self.flip!r} is not one of {list(FLIPS)}")
-
-
-def spec_from_config(train_cfg) -> AugmentSpec:
-  """The spec of `config.train`; fields missing from older configs take the classic values."""
-  return AugmentSpec(train_cfg.augment, int(train_cfg.get("crop_pad", 4)),
-                     train_cfg.get("pad_mode", "zeros"), train_cfg.get("flip", "random"))
 
 
 def as_spec(augment: str | AugmentSpec) -> AugmentSpec:

@@ -10,6 +10,14 @@ import chex
 import jax
 import jax.numpy as jnp
 
+# The scalar scores of a confusion matrix that a study compares between members.
+SUMMARY_KEYS = ("accuracy", "macro_f1", "var_tpr", "worst_tpr")
+# How a member is compared with its seed's baseline, per score: (name, score, sign). sign -1:
+# the baseline's score minus the member's (D, the paper's fall in Var(s): positive = more even);
+# +1: the member's minus the baseline's. The statistics and the report iterate this table.
+PAIRED_DIFFERENCES = (("D", "var_tpr", -1.0), ("delta_accuracy", "accuracy", 1.0),
+                      ("delta_macro_f1", "macro_f1", 1.0), ("delta_worst_tpr", "worst_tpr", 1.0))
+
 
 def confusion_matrix(labels: jax.Array, predictions: jax.Array, num_classes: int,
                      mask: jax.Array | None = None) -> jax.Array:
@@ -22,22 +30,29 @@ def confusion_matrix(labels: jax.Array, predictions: jax.Array, num_classes: int
   return cm.reshape(num_classes, num_classes)
 
 
-def summarize_confusion(cm: jax.Array) -> dict[str, jax.Array]:
-  """Scores derived from a confusion matrix; empty rows/columns give 0, never NaN."""
-  chex.assert_rank(cm, 2)
-  cm = cm.astype(jnp.float32)
-  tp = jnp.diagonal(cm)
-  support = cm.sum(1)
-  predicted = cm.sum(0)
-  tpr = tp / jnp.maximum(support, 1.0)
-  precision = tp / jnp.maximum(predicted, 1.0)
-  f1 = 2 * precision * tpr / jnp.maximum(precision + tpr, 1e-12)
+def summarize_confusion(cm, xp=jnp) -> dict:
+  """Scores of confusion matrices [..., C, C]; empty rows/columns give 0, never NaN.
+
+  Args:
+    cm: counts, cm[..., i, j] = examples of true class i predicted as j.
+    xp: the array module: `jnp` (float32, inside the compiled programs, vmappable) or `np`
+      (float64, for the bootstrap's [B, M, C, C] replicates): one definition for both.
+
+  Returns:
+    Per-class `tpr`, `precision`, `f1` [..., C] and the scalars [...] of SUMMARY_KEYS.
+  """
+  chex.assert_rank(cm, {2, 3, 4})
+  cm = xp.asarray(cm).astype(xp.float32 if xp is jnp else xp.float64)
+  tp = xp.diagonal(cm, axis1=-2, axis2=-1)
+  tpr = tp / xp.maximum(cm.sum(-1), 1.0)
+  precision = tp / xp.maximum(cm.sum(-2), 1.0)
+  f1 = 2 * precision * tpr / xp.maximum(precision + tpr, 1e-12)
   return {
       "tpr": tpr,
       "precision": precision,
       "f1": f1,
-      "accuracy": tp.sum() / jnp.maximum(cm.sum(), 1.0),
-      "macro_f1": f1.mean(),
-      "var_tpr": jnp.mean((tpr - tpr.mean()) ** 2),
-      "worst_tpr": tpr.min(),
+      "accuracy": tp.sum(-1) / xp.maximum(cm.sum((-2, -1)), 1.0),
+      "macro_f1": f1.mean(-1),
+      "var_tpr": xp.mean((tpr - tpr.mean(-1, keepdims=True)) ** 2, -1),
+      "worst_tpr": tpr.min(-1),
   }

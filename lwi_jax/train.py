@@ -1,16 +1,15 @@
-"""Pure training and evaluation functions for ONE member, and their ensemble versions.
+"""Pure training and evaluation functions for ONE member.
 
 The class-weight vector is an explicit input of `train_step`, not part of the model or the
 optimizer, so a single compiled program can train E members with E different weightings: every
-argument of the member functions gets a leading ensemble axis and `ensemble.map_members`
-executes it (vmap, or lax.map). Keys are derived from each member's seed only, so members that
-share a seed share initialisation, data order, augmentation and dropout: rule comparisons are
-paired.
+argument of the member functions gets a leading ensemble axis and lwi_jax/parallel/programs.py
+maps them over it (vmap, or lax.map). Keys are derived from each member's seed only, so
+members that share a seed share initialisation, data order, augmentation and dropout: rule
+comparisons are paired.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import chex
@@ -18,108 +17,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from flax import struct
 from flax.training import train_state
 
 from lwi_jax import augment as augment_lib
-from lwi_jax import ensemble, losses, metrics, sharding, weighting
+from lwi_jax import losses, metrics
+from lwi_jax.member import MemberHParams
 
 
 class TrainState(train_state.TrainState):
   batch_stats: Any = None
-
-
-@struct.dataclass
-class MemberHParams:
-  """Per-member numeric knobs; arrays so that they can be stacked and vmapped.
-
-  Every rule is expressed through these fields, so members with different rules (static
-  weights, focal loss, deferred weights, group DRO, oversampling, dynamic difficulty weights)
-  run in ONE compiled program. `class_weights` is carried through training: group DRO updates
-  it every step and dynamic class-difficulty weighting at every epoch boundary.
-  """
-
-  class_weights: jax.Array  # [C] loss weight per class (the explicit input of train_step)
-  focal_gamma: jax.Array  # [] 0 = plain (weighted) cross-entropy
-  weights_from_epoch: jax.Array  # [] int32; uniform loss weights before this epoch (DRW)
-  dro_eta: jax.Array  # [] step size of online group DRO over classes; 0 = off
-  oversample: jax.Array  # [] bool; draw training examples with p ∝ sample_weights[y]
-  sample_weights: jax.Array  # [C] class sampling weights (used when oversample)
-  dynamic_tau: jax.Array  # [] class-difficulty exponent recomputed each epoch; < 0 = off
-  # [N] bool: the training examples this member may train on; None = all of them. A generic
-  # per-member data subset (cross-fitted scores train fold members with it, lwi_jax/scores.py).
-  example_mask: jax.Array | None = None
-
-  @classmethod
-  def create(cls, class_weights, focal_gamma=0.0, weights_from_epoch=0, dro_eta=0.0,
-             oversample=False, sample_weights=None, dynamic_tau=-1.0, example_mask=None
-             ) -> "MemberHParams":
-    class_weights = jnp.asarray(class_weights, jnp.float32)
-    chex.assert_rank(class_weights, 1)
-    if sample_weights is None:
-      sample_weights = jnp.ones_like(class_weights)
-    return cls(class_weights, jnp.asarray(focal_gamma, jnp.float32),
-               jnp.asarray(weights_from_epoch, jnp.int32), jnp.asarray(dro_eta, jnp.float32),
-               jnp.asarray(oversample, jnp.bool_), jnp.asarray(sample_weights, jnp.float32),
-               jnp.asarray(dynamic_tau, jnp.float32),
-               None if example_mask is None else jnp.asarray(example_mask, jnp.bool_))
-
-
-OPTIMIZERS = ("adam", "sgd", "sgdw")
-SCHEDULES = ("constant", "cosine", "warmup_linear")
-
-
-def learning_rate_schedule(cfg, total_steps: int):
-  """The learning rate per step from `config.optimizer`.
-
-  'warmup_linear' is the fast CIFAR recipes' triangle (David Page's ResNet-9, airbench): linear
-  from initial_lr_fraction * lr up to lr over the first warmup_fraction of the steps, then
-  linear down to final_lr_fraction * lr at the last step.
-  """
-  total = max(1, total_steps)
-  if cfg.schedule == "constant":
-    return cfg.learning_rate
-  if cfg.schedule == "cosine":
-    return optax.cosine_decay_schedule(cfg.learning_rate, total)
-  if cfg.schedule == "warmup_linear":
-    lr = cfg.learning_rate
-    warmup = cfg.get("warmup_fraction", 0.2)
-    start, end = cfg.get("initial_lr_fraction", 0.0), cfg.get("final_lr_fraction", 0.0)
-    for name, v in (("warmup_fraction", warmup), ("initial_lr_fraction", start),
-                    ("final_lr_fraction", end)):
-      if not 0.0 <= v <= 1.0:
-        raise ValueError(f"optimizer.{name}={v} must be in [0, 1]")
-    peak = max(1, int(round(warmup * total)))
-    return optax.join_schedules(
-        [optax.linear_schedule(start * lr, lr, peak),
-         optax.linear_schedule(lr, end * lr, max(1, total - peak))], [peak])
-  raise ValueError(f"optimizer.schedule={cfg.schedule!r} is not one of {list(SCHEDULES)}")
-
-
-def make_optimizer(cfg, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
-  """optax optimizer from `config.optimizer` (name, learning_rate, schedule, weight_decay).
-
-  'sgd' adds weight_decay * params to the gradient (L2, which momentum then amplifies);
-  'sgdw' is SGD with Nesterov momentum and DECOUPLED weight decay (Loshchilov & Hutter 2019):
-  the decay lr_t * weight_decay * params is applied beside the momentum step, not through it,
-  so its strength does not change with the momentum (the fast CIFAR recipes' parametrisation).
-  """
-  lr = learning_rate_schedule(cfg, steps_per_epoch * epochs)
-  if cfg.name == "adam":
-    tx = optax.adam(lr)
-    if cfg.weight_decay:
-      tx = optax.adamw(lr, weight_decay=cfg.weight_decay)
-  elif cfg.name == "sgd":
-    tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay),
-                     optax.sgd(lr, momentum=cfg.momentum, nesterov=True))
-  elif cfg.name == "sgdw":
-    tx = optax.chain(optax.trace(decay=cfg.momentum, nesterov=True),
-                     optax.add_decayed_weights(cfg.weight_decay),
-                     optax.scale_by_learning_rate(lr))
-  else:
-    raise ValueError(f"optimizer.name={cfg.name!r} is not one of {list(OPTIMIZERS)}")
-  return tx
 
 
 def create_train_state(model: nn.Module, tx, sample_inputs: jax.Array, key: jax.Array
@@ -133,31 +39,22 @@ def create_train_state(model: nn.Module, tx, sample_inputs: jax.Array, key: jax.
 def seed_key(seed) -> jax.Array:
   return jax.random.key(seed)
 
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _init_member(model: nn.Module, tx, sample_inputs: jax.Array, key: jax.Array) -> TrainState:
-  return create_train_state(model, tx, sample_inputs, key)
-
-
-def init_ensemble(model: nn.Module, tx, sample_inputs: jax.Array, seeds, mesh=None
-                  ) -> TrainState:
-  """Stacked states [E, ...] for members with the given seeds (same seed -> same init).
-
-  One compiled per-member init, reused for every seed, ensemble size and call: a jitted vmap
-  built inside this function recompiled on every call (tens of seconds on CPU per phase).
-  With a `mesh` (lwi_jax.sharding) the member axis is split over its devices.
-  """
-  keys = [jax.random.fold_in(seed_key(s), 0) for s in np.asarray(seeds, np.uint32)]
-  states = ensemble.stack([_init_member(model, tx, sample_inputs, k) for k in keys])
-  return sharding.shard_members(states, mesh)
-
-
 def train_step(state: TrainState, batch: dict, class_weights: jax.Array, rng: jax.Array,
                focal_gamma=0.0, label_smoothing: float = 0.0) -> tuple[TrainState, dict]:
   """One optimizer step of one member on `batch` with loss weights `class_weights` [C].
 
-  Metrics include the batch's per-class mean loss (what group DRO's weight update needs).
-  `label_smoothing` (config.train.label_smoothing) is the same for every member.
+  Args:
+    state: the member's TrainState.
+    batch: {"inputs": [B, ...], "labels": [B] int}.
+    class_weights: [C] loss weight per class, an explicit input so that one compiled program
+      trains members with different weights.
+    rng: the step's dropout key.
+    focal_gamma: focal-loss exponent (0 = weighted cross-entropy).
+    label_smoothing: config.train.label_smoothing, the same for every member.
+
+  Returns:
+    (new state, metrics): loss, accuracy, and the batch's per-class mean loss and count (what
+    group DRO's weight update needs).
   """
   chex.assert_rank(class_weights, 1)
   chex.assert_rank(batch["labels"], 1)
@@ -250,14 +147,26 @@ def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, epoch
                 on_step=None) -> tuple[TrainState, MemberHParams, dict]:
   """One pass over the (device-resident) training set as a `lax.scan` over batches.
 
-  `hparams` is carried (group DRO changes its class weights every step) and returned.
-  `augment`: a name or an augment.AugmentSpec (config.train's augmentation fields).
-  `on_step(done_steps, every)`, if given, is called on the host during the epoch (a progress
-  bar, lwi_jax/console.py); it reads nothing the step computes, so results are unchanged.
-  Metrics include `finite`: False if any step's loss, or the parameters, batch statistics or
-  class weights at the end, are NaN or infinite. It is reduced inside the scan (one scalar
-  `isfinite` per step, one pass over the parameters per epoch), so a diverged member is
-  detected in the epoch it diverged without copying anything to the host.
+  Args:
+    state: the member's TrainState.
+    hparams: the member's MemberHParams, carried (group DRO changes its class weights every
+      step) and returned.
+    key: the epoch's key (`epoch_key(seed, epoch)`): data order, augmentation, dropout.
+    epoch: the epoch's index (deferred weights, alternating flips).
+    inputs, labels: the whole training split.
+    batch_size: examples per step.
+    augment: a name or an augment.AugmentSpec (config.train's augmentation fields).
+    label_smoothing: config.train.label_smoothing.
+    on_step: `on_step(done_steps, every)`, if given, is called on the host during the epoch (a
+      progress bar, lwi_jax/runtime/console.py); it reads nothing the step computes, so
+      results are unchanged.
+
+  Returns:
+    (state, hparams, metrics) after the epoch. Metrics include `finite`: False if any step's
+    loss, or the parameters, batch statistics or class weights at the end, are NaN or
+    infinite. It is reduced inside the scan (one scalar `isfinite` per step, one pass over the
+    parameters per epoch), so a diverged member is detected in the epoch it diverged without
+    copying anything to the host.
   """
   augment = augment_lib.as_spec(augment)
   n = labels.shape[0]
@@ -299,20 +208,6 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves \
       else jnp.bool_(True)
 
-
-def dynamic_weights_update(hparams: MemberHParams, confusion: jax.Array) -> MemberHParams:
-  """Epoch-boundary update of dynamic class-difficulty members (Sinha et al. 2020).
-
-  w = (1 - s_c)^tau from the validation TPRs `s` of the member's current state; members with
-  dynamic_tau < 0 keep their weights. Pure: the weights are part of the carried state.
-  """
-  tpr = metrics.summarize_confusion(confusion)["tpr"]
-  tau = jnp.maximum(hparams.dynamic_tau, 0.0)
-  new = weighting.class_difficulty(tpr, None, tau=tau)
-  return hparams.replace(class_weights=jnp.where(hparams.dynamic_tau >= 0, new,
-                                                 hparams.class_weights))
-
-
 def predict_logits(state: TrainState, x: jax.Array, eval_flip: bool = False) -> jax.Array:
   """Logits of one member in evaluation mode. `eval_flip` (config.train.eval_flip, images
   only): test-time augmentation, the sum of the logits of the image and its mirror image (the
@@ -342,8 +237,8 @@ def predict_labels(state: TrainState, inputs: jax.Array, mask: jax.Array,
   """Predicted class [S*B] (int32; -1 at padding) of one member over pre-batched eval data.
 
   The per-example counterpart of `predict_confusion` (same logits, `eval_flip` included), for
-  statistics that resample examples (lwi_jax/bootstrap.py) and for out-of-fold scores
-  (lwi_jax/scores.py).
+  statistics that resample examples (lwi_jax/report/bootstrap.py) and for out-of-fold scores
+  (lwi_jax/rules/scores.py).
   """
 
   def body(_, xs):
@@ -364,53 +259,3 @@ def batch_for_eval(inputs: np.ndarray, labels: np.ndarray, batch_size: int):
   mask = np.arange(steps * batch_size) < n
   return (inputs.reshape((steps, batch_size) + inputs.shape[1:]),
           labels.reshape(steps, batch_size), mask.reshape(steps, batch_size))
-
-
-@functools.lru_cache(maxsize=None)
-def ensemble_train_epoch_fn(batch_size: int, augment, strategy: str, chunk: int = 0,
-                            mesh=None, compiler_options: tuple = (), on_step=None,
-                            label_smoothing: float = 0.0):
-  """Jitted (states[E], hparams[E], keys[E], epoch, inputs, labels) -> (states, hparams, metrics).
-
-  `augment`: a name or an augment.AugmentSpec; `chunk`: members vmapped at once (0 = all, see
-  ensemble.map_members); `mesh`: split the members over devices (lwi_jax.sharding; hparams and
-  metrics come back replicated); `compiler_options`: (key, value) pairs the model needs
-  (models.compiler_options); `on_step`: host progress callback (see train_epoch; it fires once
-  per point for every pass of the member program, ensemble.member_passes); `label_smoothing`:
-  config.train.label_smoothing.
-  """
-  member = functools.partial(train_epoch, batch_size=batch_size, augment=augment,
-                             label_smoothing=label_smoothing, on_step=on_step)
-  fn = ensemble.map_members(member, strategy, num_member_args=3, chunk=chunk)
-  if mesh is not None:
-    fn = sharding.shard_ensemble_fn(fn, 3, mesh, replicated_outputs=(1, 2))
-  return jax.jit(fn, donate_argnums=(0, 1), compiler_options=dict(compiler_options) or None)
-
-
-ensemble_dynamic_weights_update = jax.jit(jax.vmap(dynamic_weights_update))
-
-
-@functools.lru_cache(maxsize=None)
-def ensemble_confusion_fn(num_classes: int, strategy: str, chunk: int = 0, mesh=None,
-                          compiler_options: tuple = (), eval_flip: bool = False):
-  """Jitted (states[E], inputs, labels, mask) -> confusion matrices [E, C, C] (replicated)."""
-  member = functools.partial(predict_confusion, num_classes=num_classes, eval_flip=eval_flip)
-  fn = ensemble.map_members(member, strategy, num_member_args=1, chunk=chunk)
-  if mesh is not None:
-    fn = sharding.shard_ensemble_fn(fn, 1, mesh, replicated_outputs=(0,))
-  return jax.jit(fn, compiler_options=dict(compiler_options) or None)
-
-
-@functools.lru_cache(maxsize=None)
-def ensemble_predictions_fn(strategy: str, chunk: int = 0, mesh=None,
-                            compiler_options: tuple = (), eval_flip: bool = False):
-  """Jitted (states[E], inputs, mask) -> predicted classes [E, S*B] (replicated)."""
-  member = functools.partial(predict_labels, eval_flip=eval_flip)
-  fn = ensemble.map_members(member, strategy, num_member_args=1, chunk=chunk)
-  if mesh is not None:
-    fn = sharding.shard_ensemble_fn(fn, 1, mesh, replicated_outputs=(0,))
-  return jax.jit(fn, compiler_options=dict(compiler_options) or None)
-
-
-def ensemble_epoch_keys(seeds, epoch: int) -> jax.Array:
-  return jax.vmap(lambda s: epoch_key(s, epoch))(jnp.asarray(seeds, jnp.uint32))

@@ -4,7 +4,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from lwi_jax import reporting
+from configs import common
+from lwi_jax.report import markdown
+from lwi_jax.report import results as results_lib
 
 CLASSES = ("a", "b", "c")
 
@@ -30,14 +32,15 @@ RULES = {
 
 
 def _results(rules, max_drop=None):
-  config = ml_collections.ConfigDict({"compare": {"test": "none"}})
+  config = ml_collections.ConfigDict()
+  common.add_study_fields(config, test="none")  # the configs' defaults (max_accuracy_drop)
   if max_drop is not None:
     config.compare.max_accuracy_drop = max_drop
   baseline = [_member("baseline", s, *BASELINE[s], round_index=0) for s in (0, 1)]
   members = [_member(r, s, *RULES[r][s]) for r in rules for s in (0, 1)]
-  rows = reporting.compare_rules(baseline, members)
-  tolerance = reporting.max_accuracy_drop(config)
-  best = reporting.best_rule(rows, tolerance)
+  rows = results_lib.compare_rules(baseline, members)
+  tolerance = results_lib.max_accuracy_drop(config)
+  best = results_lib.best_rule(rows, tolerance)
   return {
       "config": {"seeds": [0, 1], "model": {"name": "m"}, "optimizer": {"name": "adam"},
                  "train": {"epochs": 1, "batch_size": 8, "augment": "none"}},
@@ -46,7 +49,7 @@ def _results(rules, max_drop=None):
       "backend": "cpu", "wall_seconds": 1.0, "test": "none", "baseline": baseline,
       "rounds": [members], "comparisons": [rows],
       "best_rule": {"rule": best["rule"] if best else None, "max_accuracy_drop": tolerance,
-                    "criterion": reporting.best_rule_criterion(tolerance)}}
+                    "criterion": results_lib.best_rule_criterion(tolerance)}}
 
 
 def test_largest_d_within_the_accuracy_tolerance_wins():
@@ -56,12 +59,12 @@ def test_largest_d_within_the_accuracy_tolerance_wins():
   assert rows["wrecker"]["D"]["mean"] > rows["good"]["D"]["mean"] > 0 > rows["worse"]["D"]["mean"]
   np.testing.assert_allclose(rows["wrecker"]["delta_accuracy"]["mean"], -0.06)
   assert results["best_rule"]["rule"] == "good"  # default tolerance: 1 point
-  report = reporting.report_markdown(results)
+  report = markdown.report_markdown(results)
   assert "Best rule: `good`" in report
   assert "at most 1 point below the baseline's (`compare.max_accuracy_drop`)" in report
   assert "The largest D overall, `wrecker`" in report and "costs 6.00 points" in report
   assert "plots/confusion_best.png" in report
-  assert "Best rule: `good`" in reporting.console_summary(results)
+  assert "Best rule: `good`" in markdown.console_summary(results)
 
 
 def test_tolerance_is_a_config_field():
@@ -72,7 +75,7 @@ def test_tolerance_is_a_config_field():
 def test_no_rule_qualifies_no_best_and_the_report_says_so():
   results = _results(["wrecker", "worse"])  # one costs 6 points, the other raises Var(s)
   assert results["best_rule"]["rule"] is None
-  report = reporting.report_markdown(results)
+  report = markdown.report_markdown(results)
   assert "Best rule: none" in report and "no rule qualifies" in report
   assert "plots/confusion_best.png" not in report.replace("no `plots/confusion_best.png`", "")
 
@@ -81,4 +84,4 @@ def test_no_rule_qualifies_no_best_and_the_report_says_so():
 def test_bad_tolerance_names_the_field(value):
   config = ml_collections.ConfigDict({"compare": {"test": "none", "max_accuracy_drop": value}})
   with pytest.raises(ValueError, match="compare.max_accuracy_drop"):
-    reporting.max_accuracy_drop(config)
+    results_lib.max_accuracy_drop(config)

@@ -5,17 +5,23 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from lwi_jax import bootstrap, experiment, metrics, reporting, scores
 from lwi_jax import data as data_lib
+from lwi_jax import metrics
+from lwi_jax.report import bootstrap
+from lwi_jax.report import markdown
+from lwi_jax.report import results as results_lib
+from lwi_jax.rules import scores
+from lwi_jax.study import checks
+from lwi_jax.study import trainer as trainer_lib
 
 from tests.test_study import load_config
 
 
 def test_summarize_matches_the_jax_metrics():
   cm = np.random.default_rng(0).integers(0, 30, (4, 5, 5))
-  ref = experiment.summaries_from_confusions(cm)
-  got = bootstrap.summarize(cm)
-  for key in bootstrap.METRICS + ("tpr",):
+  ref = trainer_lib.summaries_from_confusions(cm)
+  got = metrics.summarize_confusion(cm, np)
+  for key in metrics.SUMMARY_KEYS + ("tpr",):
     np.testing.assert_allclose(got[key], [r[key] for r in ref], rtol=1e-5, atol=1e-7)
   np.testing.assert_allclose(got["var_tpr"][0],
                              float(metrics.summarize_confusion(jnp.asarray(cm[0]))["var_tpr"]),
@@ -114,9 +120,9 @@ def _phase(rng, rules, seeds, p, test_labels, val_confusion):
   return {"labels": [f"{r}@seed{s}" for r, s in zip(rules, seeds)], "seeds": list(seeds),
           "rules": list(rules), "initial_class_weights": np.ones((e, c)),
           "final_class_weights": np.ones((e, c)), "sample_weights": np.ones((e, c)),
-          "history": {k: np.ones((e, 2)) for k in experiment.HISTORY_FIELDS},
-          "validation": experiment.summaries_from_confusions(np.stack([val_confusion] * e)),
-          "test": experiment.summaries_from_confusions(np.stack(test_cms)),
+          "history": {k: np.ones((e, 2)) for k in trainer_lib.HISTORY_FIELDS},
+          "validation": trainer_lib.summaries_from_confusions(np.stack([val_confusion] * e)),
+          "test": trainer_lib.summaries_from_confusions(np.stack(test_cms)),
           "test_predictions": preds}
 
 
@@ -126,7 +132,7 @@ def test_report_names_the_method_and_shows_score_intervals(test):
   config = load_config("names")
   config.seeds, config.rules, config.compare.test = (0, 1), ("inverse_tpr:gamma=1",), test
   config.compare.bootstrap_samples = 200
-  specs = experiment.validate_config(config)
+  specs = checks.validate_config(config)
   labels = np.repeat(np.arange(len(TPR)), PER_CLASS).astype(np.int32)
   split = data_lib.Split(np.zeros((labels.size, 2), np.int32), labels)
   data = data_lib.ClassificationData(split, split, split, tuple("abcde"))
@@ -134,8 +140,8 @@ def test_report_names_the_method_and_shows_score_intervals(test):
   base = _phase(rng, ["baseline"] * 2, [0, 1], TPR, labels, val_cm)
   round1 = _phase(rng, ["inverse_tpr:gamma=1"] * 2, [0, 1], EVEN, labels, val_cm)
   round1["scores_used"] = [np.diag(val_cm) / val_cm.sum(1)] * 2
-  results = reporting.assemble_results(config, data, base, [round1], specs, 1.0)
-  cfg = scores.from_config(config)
+  results = results_lib.assemble_results(config, data, base, [round1], specs, 1.0)
+  cfg = config.scores
   results["scores"] = {"config": cfg.to_dict(), "seeds": [
       dict(scores.score_record(val_cm, cfg, "validation"), seed=s) for s in (0, 1)]}
   for spec, member in zip(specs, results["rounds"][0]):
@@ -146,7 +152,7 @@ def test_report_names_the_method_and_shows_score_intervals(test):
   assert row["D"].get("method") == ("bootstrap" if test == "bootstrap" else None)
   assert row["D"]["mean"] == pytest.approx(
       np.mean([b["var_tpr"] - r["var_tpr"] for b, r in zip(base["test"], round1["test"])]))
-  report = reporting.report_markdown(results)
+  report = markdown.report_markdown(results)
   assert f"Statistics: `{test}`" in report
   assert "McNemar" in report and "Wilson" in report
   assert "Scores behind the weights (method `validation`)" in report

@@ -7,7 +7,9 @@ import os
 
 import pytest
 
-from lwi_jax import config_checks, data as data_lib, experiment
+from lwi_jax import data as data_lib
+from lwi_jax.study import checks
+from lwi_jax.study import study as study_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,7 +69,7 @@ def test_bad_numeric_field_is_named_before_any_data_is_read(field, value, needle
   section, key = field.split(".")
   config[section][key] = value
   with pytest.raises(ValueError) as e:
-    experiment.Study(config)
+    study_lib.Study(config)
   assert f"{field}=" in str(e.value) and needle in str(e.value)
   assert not os.path.exists("/nonexistent")
 
@@ -76,7 +78,7 @@ def test_fractions_must_leave_training_data():
   config = csv_config("/nonexistent/x.csv")
   config.data.validation_fraction, config.data.test_fraction = 0.5, 0.5
   with pytest.raises(ValueError, match="validation_fraction \\+ data.test_fraction = 1"):
-    experiment.Study(config)
+    study_lib.Study(config)
 
 
 @pytest.mark.parametrize("field, value", [("train_per_class", -1), ("test_per_class", -5)])
@@ -91,7 +93,7 @@ def test_negative_per_class_is_refused(field, value):
   config.data[field] = value
   with pytest.raises(ValueError, match=f"data.{field}={value} is invalid: it must be an integer "
                                        ">= 0"):
-    experiment.Study(config)
+    study_lib.Study(config)
 
 
 @pytest.mark.parametrize("workdir", ["", "   "])
@@ -99,13 +101,13 @@ def test_empty_workdir_is_refused(workdir):
   # It used to write results, checkpoints and report.md into the current directory.
   config = csv_config("/nonexistent/x.csv", workdir=workdir)
   with pytest.raises(ValueError, match="workdir=.* is empty"):
-    experiment.Study(config)
+    study_lib.Study(config)
 
 
 def test_too_few_validation_examples_are_named_by_class_after_loading(tmp_path):
   path = write_csv(tmp_path / "few.csv", per_class=12)  # 0.2 * 12 -> 2 validation per class
   config = csv_config(path, workdir=str(tmp_path / "w"))
-  study = experiment.Study(config)
+  study = study_lib.Study(config)
   with pytest.raises(ValueError) as e:
     study.run()
   msg = str(e.value)
@@ -113,7 +115,7 @@ def test_too_few_validation_examples_are_named_by_class_after_loading(tmp_path):
   assert "data.validation_fraction" in msg and "min_validation_per_class" in msg
   assert not (tmp_path / "w" / "phases").exists()
   config.data.min_validation_per_class = 2  # the documented way to accept it
-  config_checks.check_data(config, study.data)
+  checks.check_data(config, study.data)
 
 
 def test_content_hash_sees_labels_class_names_and_inputs(tmp_path):

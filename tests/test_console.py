@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 from absl import flags, logging
 
-from lwi_jax import console, ensemble, experiment, train
+from lwi_jax import member
+from lwi_jax import train
 from lwi_jax.data import types
+from lwi_jax.parallel import ensemble
+from lwi_jax.runtime import console
+from lwi_jax.study import trainer as trainer_lib
 from tests.test_study import load_config
 
 
@@ -37,8 +41,8 @@ def _data():
 
 def _fit(trainer, strategy):
   trainer.config.train.ensemble_strategy = strategy
-  hp = ensemble.stack([train.MemberHParams.create(np.ones(3)),
-                       train.MemberHParams.create(np.array([2.0, 0.5, 0.5]), dro_eta=0.1)])
+  hp = ensemble.stack([member.MemberHParams.create(np.ones(3)),
+                       member.MemberHParams.create(np.array([2.0, 0.5, 0.5]), dro_eta=0.1)])
   states, hp, history = trainer.fit("t", ["a", "b"], [0, 1], hp)
   del history["seconds"]  # wall time: the one thing allowed to differ
   return jax.device_get((states.params, states.batch_stats, states.opt_state, hp.class_weights,
@@ -53,8 +57,8 @@ def test_progress_bar_changes_no_result_and_counts_every_step(monkeypatch):
   monkeypatch.setattr(console, "on_train_step", lambda d, e: (calls.append(int(d)), real(d, e)))
   config = _names_config()
   config.train.eval_every_epoch = False  # no eval programs to compile: the epoch is the subject
-  with_bar = experiment.Trainer(config, _data(), log=lambda m: None, progress=True)
-  without = experiment.Trainer(config, _data(), log=lambda m: None, progress=False)
+  with_bar = trainer_lib.Trainer(config, _data(), log=lambda m: None, progress=True)
+  without = trainer_lib.Trainer(config, _data(), log=lambda m: None, progress=False)
   without.tx = with_bar.tx  # the same optimizer object: one compiled init for both
 
   chex.assert_trees_all_equal(_fit(with_bar, "vmap"), _fit(without, "vmap"))  # bit-identical

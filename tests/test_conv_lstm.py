@@ -9,9 +9,11 @@ import numpy as np
 import optax
 import pytest
 
-from lwi_jax import ensemble, models, train
-from lwi_jax.data import text
+from lwi_jax import models
+from lwi_jax import train
+from lwi_jax.data import text_encoding
 from lwi_jax.models.conv_lstm import ConvLSTM, conv1d_same
+from lwi_jax.parallel import ensemble
 
 NAMES = ["José Müller", "bo li", "alexandra papadopoulou", "o'neil-smith"]
 
@@ -21,7 +23,7 @@ def _model(**kw):
   cfg = ml_collections.ConfigDict(dict(name="conv_lstm", embed_dim=4, conv_features=(6, 6),
                                        kernel_size=3, lstm_hidden=8, dropout_rate=0.5))
   cfg.update(kw)
-  return models.create_model(cfg, 5, text.encoding_info(32))
+  return models.create_model(cfg, 5, text_encoding.encoding_info(32))
 
 
 def _init(model, x, seed=0):
@@ -37,7 +39,7 @@ def _init(model, x, seed=0):
 
 def test_logits_shape_and_no_batch_stats():
   model = _model()
-  x = jnp.asarray(text.encode(NAMES, 24).ids)
+  x = jnp.asarray(text_encoding.encode(NAMES, 24).ids)
   variables = _init(model, x)
   assert set(variables) == {"params"}  # nothing for the trainer's batch_stats to carry
   # Called exactly as train.train_step calls it.
@@ -54,8 +56,8 @@ def test_padding_to_another_length_does_not_change_the_logits(kernel_size):
   # kernel pads asymmetrically, the case most likely to leak.
   model = _model(kernel_size=kernel_size)
   # The last row is all padding, as in the padded tail of an eval batch: it must stay finite.
-  short = jnp.asarray(text.encode(NAMES + [""], 22).ids)
-  long = jnp.asarray(text.encode(NAMES + [""], 40).ids)
+  short = jnp.asarray(text_encoding.encode(NAMES + [""], 22).ids)
+  long = jnp.asarray(text_encoding.encode(NAMES + [""], 40).ids)
   np.testing.assert_array_equal(np.asarray(long[:, :22]), np.asarray(short))
   variables = _init(model, short)
   # Evaluation mode: dropout sits after the LSTM and its mask has no time axis, so training
@@ -78,7 +80,8 @@ def test_matmul_conv_is_a_same_convolution(k):
 
 def test_vmapped_ensemble_equals_each_member_alone():
   model = _model(conv_features=(6,))
-  ids = text.encode(NAMES * 2 + [""], 16).ids  # an all-padding row must not poison the grads
+  # an all-padding row must not poison the grads
+  ids = text_encoding.encode(NAMES * 2 + [""], 16).ids
   batch = {"inputs": jnp.asarray(ids), "labels": jnp.asarray(np.arange(9) % 5, jnp.int32)}
   seeds = [0, 1, 2]
   tx, apply_fn = optax.adam(1e-2), model.apply

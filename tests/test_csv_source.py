@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lwi_jax import data as data_lib
-from lwi_jax.data import text
+from lwi_jax.data import text_encoding
 from lwi_jax.data.errors import DataError
 
 
@@ -39,18 +39,18 @@ def test_good_file(tmp_path):
   assert len(data.train) + len(data.validation) + len(data.test) == 40
   np.testing.assert_array_equal(np.bincount(data.test.labels), [4, 4])
   np.testing.assert_array_equal(np.bincount(data.validation.labels), [2, 2])
-  decoded = {text.decode(r) for r in data.train.inputs}
+  decoded = {text_encoding.decode(r) for r in data.train.inputs}
   assert any(s.startswith("jose garcia") for s in decoded)
   assert any(s.startswith("muller, anna") for s in decoded)
   assert data.info["source"] == "csv" and data.info["rows"] == 40
-  assert data.info["vocab_size"] == text.VOCAB_SIZE
+  assert data.info["vocab_size"] == text_encoding.VOCAB_SIZE
 
 
 def test_semicolon_file_and_duplicates_stay_in_one_split(tmp_path):
   rows = [f"Name {i % 10};{'ab'[i % 2]}" for i in range(60)]  # each text 6 times
   path = _write(tmp_path / "dup.csv", "name;country\n" + "\n".join(rows) + "\n")
   data = data_lib.load_dataset(_cfg(path, delimiter=";", conflicts="drop"))
-  splits = [{text.decode(r) for r in getattr(data, s).inputs}
+  splits = [{text_encoding.decode(r) for r in getattr(data, s).inputs}
             for s in ("train", "validation", "test")]
   assert not (splits[0] & splits[1]) and not (splits[0] & splits[2]) and not (splits[1] & splits[2])
   assert data.info["conflicting_texts"] == 0  # i % 10 fixes i % 2: one label per text

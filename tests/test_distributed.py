@@ -23,7 +23,7 @@ import time
 import numpy as np
 import pytest
 
-from lwi_jax import experiment
+from lwi_jax.study import study as study_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_TIMEOUT = 240  # seconds per two-process run: a hang fails the test instead of CI
@@ -42,7 +42,12 @@ DRIVER = textwrap.dedent("""
     from absl import app
     import jax
     import launch
-    from lwi_jax import checkpoint, experiment, reporting, sharding
+    from lwi_jax.parallel import sharding
+    from lwi_jax.report import outputs
+    from lwi_jax.runtime import checkpoint
+    from lwi_jax.runtime import tensorboard
+    from lwi_jax.study import study as study_lib
+    from lwi_jax.study import trainer as trainer_lib
 
     def say(*parts):
       print("DRIVER", *parts, flush=True)
@@ -61,8 +66,8 @@ DRIVER = textwrap.dedent("""
     wrap(checkpoint.PhaseCheckpointer, "save", save)
     wrap(checkpoint.PhaseCheckpointer, "restore",
          lambda self, epoch, like: say("restore", os.path.basename(self.directory), epoch))
-    wrap(experiment.Trainer, "fit", lambda self, phase, *a, **k: say("fit", phase))
-    fit = experiment.Trainer.fit
+    wrap(trainer_lib.Trainer, "fit", lambda self, phase, *a, **k: say("fit", phase))
+    fit = trainer_lib.Trainer.fit
     def fit_and_show_shards(self, *args, **kwargs):
       states, hp, history = fit(self, *args, **kwargs)
       leaf = jax.tree.leaves(states.params)[0]
@@ -70,9 +75,9 @@ DRIVER = textwrap.dedent("""
       say("states", leaf.shape[0], "members split", split, "local shards",
           [s.data.shape[0] for s in leaf.addressable_shards])
       return states, hp, history
-    experiment.Trainer.fit = fit_and_show_shards
-    wrap(reporting, "write_outputs", lambda *a, **k: say("write_outputs"))
-    wrap(reporting.TensorBoard, "__init__", lambda *a, **k: say("tensorboard"))
+    trainer_lib.Trainer.fit = fit_and_show_shards
+    wrap(outputs, "write_outputs", lambda *a, **k: say("write_outputs"))
+    wrap(tensorboard.TensorBoard, "__init__", lambda *a, **k: say("tensorboard"))
     def mesh(*args, **kwargs):
       say("processes", jax.process_count(), "local devices", jax.local_device_count(),
           "mesh devices", jax.device_count())
@@ -161,7 +166,7 @@ def _reference(csv, workdir):
     for p in parents:
       node = node[p]
     node[leaf] = value
-  return experiment.run(config, log=lambda msg: None)
+  return study_lib.run(config, log=lambda msg: None)
 
 
 def _members(results):

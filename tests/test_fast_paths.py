@@ -16,10 +16,14 @@ import numpy as np
 import optax
 import pytest
 
-from lwi_jax import ensemble, losses, train
+from lwi_jax import losses
+from lwi_jax import member
 from lwi_jax import models as models_lib
+from lwi_jax import train
 from lwi_jax.models import resnet_cnn
 from lwi_jax.models.resnet_cnn import ResidualCNN
+from lwi_jax.parallel import ensemble
+from lwi_jax.parallel import programs
 
 TOL = dict(rtol=2e-5, atol=2e-5)
 
@@ -237,9 +241,9 @@ def _compiled_convolutions(conv_impl: str, members: int) -> list[str]:
   inputs, labels, state, _ = _setup()
   model = ResidualCNN(NUM_CLASSES, widths=(16, 16, 16), dense_width=8, conv_impl=conv_impl)
   states = ensemble.stack([state.replace(apply_fn=model.apply)] * members)
-  hparams = ensemble.stack([train.MemberHParams.create(jnp.ones(NUM_CLASSES))] * members)
-  keys = train.ensemble_epoch_keys(list(range(members)), 0)
-  fn = train.ensemble_train_epoch_fn.__wrapped__(4, "none", "vmap", 0, None,
+  hparams = ensemble.stack([member.MemberHParams.create(jnp.ones(NUM_CLASSES))] * members)
+  keys = programs.ensemble_epoch_keys(list(range(members)), 0)
+  fn = programs.ensemble_train_epoch_fn.__wrapped__(4, "none", "vmap", 0, None,
                                                  tuple(resnet_cnn.CPU_COMPILER_OPTIONS.items()))
   hlo = fn.lower(states, hparams, keys, jnp.int32(0), inputs, labels).compile().as_text()
   return [line for line in hlo.splitlines() if " convolution(" in line]
@@ -266,10 +270,10 @@ def test_compiler_options_follow_the_conv_impl():
   on_cpu = jax.default_backend() == "cpu"
   assert models_lib.resolve_conv_impl("auto") == ("cpu" if on_cpu else "xla")
   expected = tuple(sorted(resnet_cnn.CPU_COMPILER_OPTIONS.items())) if on_cpu else ()
-  assert models_lib.compiler_options(cfg) == expected
+  assert programs.compiler_options(cfg) == expected
   cfg.conv_impl = "xla"
-  assert models_lib.compiler_options(cfg) == ()
-  assert models_lib.compiler_options(ml_collections.ConfigDict({"name": "conv_lstm"})) == ()
+  assert programs.compiler_options(cfg) == ()
+  assert programs.compiler_options(ml_collections.ConfigDict({"name": "conv_lstm"})) == ()
 
 
 # ------------------------------------------------------------------------- ensemble strategies

@@ -120,8 +120,8 @@ def test_bad_rule_exits_nonzero_listing_valid_rules(tmp_path):
     ("data.source", "ftp", "data.source"),
 ])
 def test_bad_field_is_named(tmp_path, tiny_cifar10_dir, field, value, needle):
-  # In-process through experiment.run (a subprocess per case would cost seconds of imports).
-  from lwi_jax import experiment
+  # In-process through study_lib.run (a subprocess per case would cost seconds of imports).
+  from lwi_jax.study import study as study_lib
   spec = importlib.util.spec_from_file_location("cifar_config", os.path.join(REPO, CONFIG))
   cifar = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(cifar)
@@ -131,6 +131,6 @@ def test_bad_field_is_named(tmp_path, tiny_cifar10_dir, field, value, needle):
   section, key = field.split(".")
   config[section][key] = value
   with pytest.raises(ValueError) as e:
-    experiment.run(config, log=lambda msg: None)
+    study_lib.run(config, log=lambda msg: None)
   assert needle in str(e.value) and repr(value) in str(e.value)
   assert not (tmp_path / "w" / "results.json").exists()

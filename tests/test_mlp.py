@@ -11,8 +11,10 @@ import numpy as np
 import optax
 import pytest
 
-from lwi_jax import ensemble, models, train
+from lwi_jax import models
+from lwi_jax import train
 from lwi_jax.models.mlp import MLP
+from lwi_jax.parallel import ensemble
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                       "tabular.py")
@@ -81,7 +83,7 @@ def test_vmapped_ensemble_equals_each_member_alone():
 
 
 def test_bad_model_field_fails_before_data_is_loaded(tmp_path):
-  from lwi_jax import experiment
+  from lwi_jax.study import study as study_lib
   spec = importlib.util.spec_from_file_location("tabular_config", CONFIG)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -89,4 +91,4 @@ def test_bad_model_field_fails_before_data_is_loaded(tmp_path):
   config.model.activation = "swish!"
   config.workdir = str(tmp_path / "w")
   with pytest.raises(ValueError, match="model.activation='swish!'"):
-    experiment.Study(config)
+    study_lib.Study(config)

@@ -17,7 +17,7 @@ import pytest
 
 from lwi_jax import data as data_lib
 from lwi_jax import models
-from lwi_jax.data import names, text
+from lwi_jax.data import names, text_encoding
 from lwi_jax.data.errors import DataError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,8 +153,8 @@ def test_cache_dir_resolution(monkeypatch, tmp_path):
 def test_loader_splits_never_share_a_string(tmp_path):
   data = names.load_names(_cfg(tmp_path), rank_source=fixture_ranks)
   assert data.class_names == ("GB", "US", "DE")
-  vocab = text.vocabulary_from_info(data.info)
-  splits = {s: {text.decode(r, vocab) for r in getattr(data, s).inputs}
+  vocab = text_encoding.vocabulary_from_info(data.info)
+  splits = {s: {text_encoding.decode(r, vocab) for r in getattr(data, s).inputs}
             for s in ("train", "validation", "test")}
   assert not splits["train"] & splits["validation"]
   assert not splits["train"] & splits["test"]
@@ -199,7 +199,7 @@ def test_real_package_path(tmp_path):
   assert info["pool_sizes"] == {"GB": [300, 300], "US": [300, 300]}
   assert info["last_name_jaccard"]["GB-US"] > 0.15  # the overlap the experiment is about
   assert len(data.train) + len(data.validation) + len(data.test) == 600
-  decoded = {text.decode(r, text.vocabulary_from_info(info))
+  decoded = {text_encoding.decode(r, text_encoding.vocabulary_from_info(info))
              for r in data.train.inputs[data.train.labels == 0]}
   assert any(s.endswith(" Smith") for s in decoded)  # nfkc: written as in the package
   assert data_lib.load_dataset(cfg).info["from_cache"]  # second load: no package load

@@ -16,8 +16,16 @@ import numpy as np
 import optax
 import pytest
 
-from lwi_jax import augment, experiment, losses, models, recipe, train
+from lwi_jax import augment
+from lwi_jax import losses
+from lwi_jax import models
+from lwi_jax import optim
+from lwi_jax import train
 from lwi_jax.models.resnet_cnn import ResidualCNN
+from lwi_jax.parallel import programs
+from lwi_jax.study import checks
+from lwi_jax.study import study as study_lib
+from lwi_jax.study import train_options
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,7 +68,7 @@ def _opt_cfg(**kw):
 
 def test_sgdw_decay_is_decoupled_from_momentum():
   """p' = p - lr (g + m * buf) [Nesterov] - lr * wd * p: the decay never enters the buffer."""
-  tx = train.make_optimizer(_opt_cfg(), 1, 10)
+  tx = optim.make_optimizer(_opt_cfg(), 1, 10)
   p = {"w": jnp.asarray([1.0, -2.0])}
   g = {"w": jnp.asarray([0.5, 0.25])}
   state = tx.init(p)
@@ -76,14 +84,14 @@ def test_sgdw_decay_is_decoupled_from_momentum():
 
 
 def test_warmup_linear_schedule():
-  sched = train.learning_rate_schedule(_opt_cfg(schedule="warmup_linear"), 100)
+  sched = optim.learning_rate_schedule(_opt_cfg(schedule="warmup_linear"), 100)
   np.testing.assert_allclose([sched(0), sched(25), sched(100)], [0.05, 0.5, 0.0], atol=1e-7)
   np.testing.assert_allclose(sched(12.5), (0.05 + 0.5) / 2, rtol=1e-5)  # linear warm-up
   np.testing.assert_allclose(sched(62.5), 0.25, rtol=1e-5)  # linear decay
   with pytest.raises(ValueError, match="optimizer.warmup_fraction=1.5"):
-    train.learning_rate_schedule(_opt_cfg(schedule="warmup_linear", warmup_fraction=1.5), 10)
+    optim.learning_rate_schedule(_opt_cfg(schedule="warmup_linear", warmup_fraction=1.5), 10)
   with pytest.raises(ValueError, match="optimizer.name='lamb'.*sgdw"):
-    train.make_optimizer(_opt_cfg(name="lamb"), 1, 1)
+    optim.make_optimizer(_opt_cfg(name="lamb"), 1, 1)
 
 
 # ---------------------------------------------------------------------------- augmentation
@@ -129,21 +137,21 @@ def test_recipe_field_errors():
     bad = cfg.copy_and_resolve_references()
     bad.train[field] = value
     with pytest.raises(ValueError, match=match):
-      experiment.validate_config(bad)
+      checks.validate_config(bad)
   for field, value, match in (("compute_dtype", "float16", "model.compute_dtype='float16'"),
                               ("bn_momentum", 1.0, "model.bn_momentum=1.0")):
     bad = cfg.copy_and_resolve_references()
     bad.model[field] = value
     with pytest.raises(ValueError, match=match):
-      experiment.validate_config(bad)
+      checks.validate_config(bad)
 
   class Text:  # image-only options on token ids fail loudly instead of doing nothing
     train = type("S", (), {"inputs": np.zeros((4, 20), np.int32)})()
 
   with pytest.raises(ValueError, match="train.eval_flip=True works on images"):
-    recipe.eval_flip(cfg.train, Text())
+    train_options.eval_flip(cfg.train, Text())
   with pytest.raises(ValueError, match="train.augment='flip_crop' works on images"):
-    recipe.augment_spec(cfg.train, Text())
+    train_options.augment_spec(cfg.train, Text())
 
 
 # ------------------------------------------------------------------- model: TTA, BN, dtypes
@@ -215,7 +223,7 @@ def test_bfloat16_mixed_precision_numerics(tiny_state, impl):
     def loss(p):
       logits, _ = model.apply({**variables, "params": p}, x, train=True, mutable=["batch_stats"])
       return losses.weighted_cross_entropy(logits, labels, jnp.ones(5)), logits
-    opts = dict(models.compiler_options(ml_collections.ConfigDict(
+    opts = dict(programs.compiler_options(ml_collections.ConfigDict(
         dict(name="resnet_cnn", conv_impl=impl)))) or None
     return jax.jit(jax.value_and_grad(loss, has_aux=True), compiler_options=opts)(
         variables["params"])
@@ -238,7 +246,7 @@ def test_bfloat16_mixed_precision_numerics(tiny_state, impl):
 
 
 def test_smoke_preset_trains_with_the_whole_recipe(tmp_path, monkeypatch, tiny_cifar10_dir):
-  """configs/cifar.py:smoke through experiment.run on the miniature CIFAR-10 (conftest):
+  """configs/cifar.py:smoke through study_lib.run on the miniature CIFAR-10 (conftest):
   every recipe field reaches the compiled functions (recorded at the boundary), and the study
   writes its results."""
   config = load_cifar_config("smoke")
@@ -246,7 +254,7 @@ def test_smoke_preset_trains_with_the_whole_recipe(tmp_path, monkeypatch, tiny_c
   config.workdir = str(tmp_path / "run")
   config.rules = ("uniform",)  # one member per phase: both phases share compiled programs
   seen = {}
-  real_epoch, real_conf = train.ensemble_train_epoch_fn, train.ensemble_confusion_fn
+  real_epoch, real_conf = programs.ensemble_train_epoch_fn, programs.ensemble_confusion_fn
 
   def spy_epoch(*args, **kwargs):
     seen["epoch"] = args, kwargs
@@ -256,9 +264,9 @@ def test_smoke_preset_trains_with_the_whole_recipe(tmp_path, monkeypatch, tiny_c
     seen["confusion"] = args
     return real_conf(*args)
 
-  monkeypatch.setattr(train, "ensemble_train_epoch_fn", spy_epoch)
-  monkeypatch.setattr(train, "ensemble_confusion_fn", spy_conf)
-  results = experiment.run(config, log=lambda m: None)
+  monkeypatch.setattr(programs, "ensemble_train_epoch_fn", spy_epoch)
+  monkeypatch.setattr(programs, "ensemble_confusion_fn", spy_conf)
+  results = study_lib.run(config, log=lambda m: None)
   spec, smoothing = seen["epoch"][0][1], seen["epoch"][1]["label_smoothing"]
   assert spec == augment.AugmentSpec("flip_crop", 2, "reflect", "alternating")
   assert smoothing == pytest.approx(0.2) and seen["confusion"][5] is True

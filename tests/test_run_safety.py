@@ -18,8 +18,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from lwi_jax import checkpoint, cli, experiment, io_utils, plots, run_control, train
 from lwi_jax.data.errors import DataError
+from lwi_jax.parallel import programs
+from lwi_jax.report import plots
+from lwi_jax.runtime import checkpoint
+from lwi_jax.runtime import errors
+from lwi_jax.runtime import io_utils
+from lwi_jax.runtime import run_control
+from lwi_jax.study import checks
+from lwi_jax.study import study as study_lib
 from test_study import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,9 +75,9 @@ def stub_compiled_programs(target=None):
 
   for name, fn in (("ensemble_train_epoch_fn", epoch_fn), ("ensemble_confusion_fn", confusion_fn)):
     if target is None:
-      setattr(train, name, fn)
+      setattr(programs, name, fn)
     else:
-      target.setattr(train, name, fn)
+      target.setattr(programs, name, fn)
 
 
 # ------------------------------------------------------------------------------ workdir lock
@@ -86,7 +93,7 @@ def test_second_process_on_a_workdir_is_refused_with_the_holders_pid(tmp_path):
     config = tiny_csv_config(tmp_path)
     config.workdir = str(tmp_path)
     with pytest.raises(run_control.WorkdirLocked):
-      experiment.run(config, log=lambda _: None)
+      study_lib.run(config, log=lambda _: None)
     assert not (tmp_path / "phases").exists()
   assert not (tmp_path / "LOCK").exists()  # released and removed
   with run_control.workdir_lock(str(tmp_path)):
@@ -94,7 +101,7 @@ def test_second_process_on_a_workdir_is_refused_with_the_holders_pid(tmp_path):
 
 
 def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
-  code = ("import sys, time; from lwi_jax import run_control\n"
+  code = ("import sys, time; from lwi_jax.runtime import run_control\n"
           "with run_control.workdir_lock(sys.argv[1]):\n"
           "  print('held', flush=True); time.sleep(60)")
   holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO,
@@ -150,7 +157,7 @@ def test_study_stops_after_a_checkpoint_resumes_and_counts_wall_time(tmp_path, m
       os.kill(os.getpid(), signal.SIGINT)  # arrives while the epoch's lines are printed
 
   with pytest.raises(run_control.Stopped, match="after epoch 1/2 of phase baseline") as e:
-    experiment.run(config, log=ctrl_c_in_epoch_1)
+    study_lib.run(config, log=ctrl_c_in_epoch_1)
   assert (e.value.phase, e.value.epoch) == ("baseline", 1)
   assert [os.path.basename(p) for p in glob.glob(str(workdir / "checkpoints" / "*" / "*"))] \
       == ["1"]
@@ -159,7 +166,7 @@ def test_study_stops_after_a_checkpoint_resumes_and_counts_wall_time(tmp_path, m
   assert list(first) == [os.path.basename(glob.glob(str(workdir / "checkpoints" / "*"))[0])]
 
   logs.clear()
-  results = experiment.run(config, log=logs.append)
+  results = study_lib.run(config, log=logs.append)
   assert "[baseline] resumed from the checkpoint after epoch 1" in logs
   assert not any(m.startswith("[baseline] epoch 1/") for m in logs)
   phases = json.loads((workdir / "run_state.json").read_text())["phase_seconds"]
@@ -172,11 +179,11 @@ def test_study_stops_after_a_checkpoint_resumes_and_counts_wall_time(tmp_path, m
   with open(phase_file, "r+") as f:
     f.truncate(100)
   with pytest.raises(ValueError, match="delete it and rerun") as e:
-    experiment.run(config, log=lambda _: None)
+    study_lib.run(config, log=lambda _: None)
   assert f"phase file {phase_file} is corrupt" in str(e.value)
   os.remove(phase_file)
   logs.clear()
-  again = experiment.run(config, log=logs.append)
+  again = study_lib.run(config, log=logs.append)
   assert "[baseline] resumed from the checkpoint after epoch 2" in logs
   assert not any(" epoch 1/" in m or " epoch 2/" in m for m in logs)
   for key in ("tpr", "confusion", "accuracy"):
@@ -261,7 +268,7 @@ def test_disk_errors_are_named(error, line):
   wrapped = RuntimeError("save failed")
   wrapped.__cause__ = error
   for e in (error, wrapped):
-    what, hint = cli.describe(e)
+    what, hint = errors.describe(e)
     assert what.startswith(line)
     assert "workdir" in hint
 
@@ -274,23 +281,23 @@ def _bad_config():
 
 def test_project_errors_are_one_line_and_library_errors_keep_their_traceback():
   try:
-    experiment.validate_config(_bad_config())
+    checks.validate_config(_bad_config())
   except ValueError as e:
     project = e
-  assert cli.describe(project) == (str(project), "fix the field named above (--config.<field>="
+  assert errors.describe(project) == (str(project), "fix the field named above (--config.<field>="
                                                  "... or the config file)")
   try:
     np.zeros(2).reshape(3)  # a ValueError raised inside numpy: a bug, not a user error
   except ValueError as e:
     library = e
-  assert cli.describe(library) is None
-  assert cli.describe(DataError("x.csv:3: bad"))[0] == "x.csv:3: bad"
-  assert cli.describe(run_control.WorkdirLocked("in use"))[1].startswith("wait for that run")
+  assert errors.describe(library) is None
+  assert errors.describe(DataError("x.csv:3: bad"))[0] == "x.csv:3: bad"
+  assert errors.describe(run_control.WorkdirLocked("in use"))[1].startswith("wait for that run")
 
 
 @pytest.fixture
 def finish(monkeypatch):
-  monkeypatch.setattr(cli, "_finish", lambda code: (_ for _ in ()).throw(SystemExit(code)))
+  monkeypatch.setattr(errors, "_finish", lambda code: (_ for _ in ()).throw(SystemExit(code)))
 
 
 @pytest.mark.parametrize("verbosity", [0, 1])
@@ -299,8 +306,8 @@ def test_cli_prints_one_line_and_a_hint(finish, capsys, verbosity):
     raise DataError("my.csv:1: column 3 repeats the header name 'country'\nof column 2")
 
   with pytest.raises(SystemExit) as e:
-    cli.run(fail, verbosity)
-  assert e.value.code == cli.EXIT_ERROR
+    errors.run(fail, verbosity)
+  assert e.value.code == errors.EXIT_ERROR
   err = capsys.readouterr().err.splitlines()
   assert err[-2:] == ["error: my.csv:1: column 3 repeats the header name 'country' of column 2",
                       "hint: fix the data file or the data.* field named above (the traceback: "
@@ -317,8 +324,8 @@ def test_cli_ctrl_c_prints_the_resume_command(finish, capsys, monkeypatch):
     raise run_control.Stopped("round1", 3, 10)
 
   with pytest.raises(SystemExit) as e:
-    cli.run(stopped)
-  assert e.value.code == cli.EXIT_STOPPED
+    errors.run(stopped)
+  assert e.value.code == errors.EXIT_STOPPED
   out = capsys.readouterr().out
   assert "stopped after epoch 3/10 of phase round1 (checkpoint saved)" in out
   assert out.rstrip().endswith(f"{os.path.basename(sys.executable)} launch.py "
@@ -335,7 +342,7 @@ import errno, runpy, sys
 sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
 import test_run_safety
 test_run_safety.stub_compiled_programs()
-from lwi_jax import checkpoint
+from lwi_jax.runtime import checkpoint
 real_save = checkpoint.PhaseCheckpointer.save
 def save(self, epoch, carry):
   real_save(self, epoch, carry)
@@ -373,9 +380,9 @@ def test_library_thread_tracebacks_are_counted_not_printed(capsys, monkeypatch):
     t.start()
     t.join()
 
-  cli.run(run_with_a_failing_thread)
+  errors.run(run_with_a_failing_thread)
   assert shown == []
   assert capsys.readouterr().err == ("note: 1 traceback(s) of library threads were hidden; to "
                                      "see them, rerun with --verbosity=1\n")
-  cli.run(run_with_a_failing_thread, verbosity=1)  # shown as usual
+  errors.run(run_with_a_failing_thread, verbosity=1)  # shown as usual
   assert shown == [ZeroDivisionError] and capsys.readouterr().err == ""

@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from lwi_jax import ensemble, experiment, members, scores, train
 from lwi_jax import data as data_lib
+from lwi_jax import member
+from lwi_jax import optim
+from lwi_jax import train
+from lwi_jax.parallel import ensemble
+from lwi_jax.parallel import programs
+from lwi_jax.rules import members
+from lwi_jax.rules import scores
+from lwi_jax.study import study as study_lib
+from lwi_jax.study import trainer as trainer_lib
 
 from tests.test_study import load_config
 
@@ -66,7 +74,7 @@ def test_shrinkage_toward_the_mean():
 
 
 def test_weight_intervals_contain_the_weights_and_narrow_with_more_examples():
-  cfg = scores.default_config()
+  cfg = load_config("names").scores  # the configs' scores defaults (configs/common.py)
   rule = members.parse_rule("inverse_tpr:gamma=1")
   counts = np.array([100, 100, 100])
 
@@ -89,13 +97,13 @@ def test_example_mask_restricts_an_epoch_to_the_members_subset():
   mask = np.arange(100) % 5 != 2  # 80 examples; a fold member's view of the pool
   order = jax.jit(train.epoch_order, static_argnums=(3, 4))
   key = train.epoch_key(0, 3)
-  hp = train.MemberHParams.create(np.ones(4), example_mask=mask)
+  hp = member.MemberHParams.create(np.ones(4), example_mask=mask)
   idx = np.asarray(order(hp, key, labels, 6, 16)).ravel()  # 96 slots: the same steps as all
   assert mask[idx].all()
   np.testing.assert_array_equal(np.unique(idx), np.flatnonzero(mask))  # every one at least once
   over = hp.replace(oversample=jnp.asarray(True), sample_weights=jnp.asarray([1., 1., 1., 9.]))
   assert mask[np.asarray(order(over, key, labels, 6, 16))].all()
-  full = np.asarray(order(train.MemberHParams.create(np.ones(4)), key, labels, 6, 16)).ravel()
+  full = np.asarray(order(member.MemberHParams.create(np.ones(4)), key, labels, 6, 16)).ravel()
   assert len(np.unique(full)) == 96  # the unmasked member: a plain permutation
 
 
@@ -111,23 +119,23 @@ def linear_ensemble():
   labels = np.repeat(np.arange(3), 20).astype(np.int32)
   x = rng.integers(0, 256, (60, 2, 2, 1), dtype=np.uint8)
   x[:, 0, 0, 0] = labels * 120
-  tx = train.make_optimizer(load_config("names").optimizer, 4, 2)
-  states = train.init_ensemble(_Linear(), tx, jnp.asarray(x[:1]), [0, 1, 2])
+  tx = optim.make_optimizer(load_config("names").optimizer, 4, 2)
+  states = programs.init_ensemble(_Linear(), tx, jnp.asarray(x[:1]), [0, 1, 2])
   return states, x, labels
 
 
 def test_predictions_agree_with_the_confusion_matrices(linear_ensemble):
   states, x, labels = linear_ensemble
   inputs, ys, mask = train.batch_for_eval(x, labels, 16)  # 64 slots, 4 of them padding
-  preds = train.ensemble_predictions_fn("vmap")(states, inputs, mask)
-  cms = train.ensemble_confusion_fn(3, "vmap")(states, inputs, ys, mask)
+  preds = programs.ensemble_predictions_fn("vmap")(states, inputs, mask)
+  cms = programs.ensemble_confusion_fn(3, "vmap")(states, inputs, ys, mask)
   chex.assert_shape(preds, (3, 64))
   assert preds.dtype == jnp.int32 and np.all(np.asarray(preds)[:, 60:] == -1)
   for p, cm in zip(np.asarray(preds)[:, :60], np.asarray(cms)):
     ref = np.zeros((3, 3), int)
     np.add.at(ref, (labels, p), 1)
     np.testing.assert_array_equal(ref, cm)
-  seq = train.ensemble_predictions_fn("sequential")(states, inputs, mask)
+  seq = programs.ensemble_predictions_fn("sequential")(states, inputs, mask)
   np.testing.assert_array_equal(preds, seq)
 
 
@@ -135,10 +143,10 @@ def test_fold_members_never_learn_from_their_held_out_examples(linear_ensemble):
   """One vmapped ensemble: a member's update equals the update on its subset alone."""
   states, x, labels = linear_ensemble
   mask = np.arange(60) % 3 != 0
-  epoch = train.ensemble_train_epoch_fn(10, "none", "vmap")
-  hp = ensemble.stack([train.MemberHParams.create(np.ones(3), example_mask=mask)] * 3)
+  epoch = programs.ensemble_train_epoch_fn(10, "none", "vmap")
+  hp = ensemble.stack([member.MemberHParams.create(np.ones(3), example_mask=mask)] * 3)
   poisoned = np.where(mask, labels, (labels + 1) % 3).astype(np.int32)  # held-out labels wrong
-  keys = train.ensemble_epoch_keys([0, 1, 2], 0)
+  keys = programs.ensemble_epoch_keys([0, 1, 2], 0)
   copy = lambda t: jax.tree.map(jnp.array, t)
   a, _, _ = epoch(copy(states), copy(hp), keys, jnp.int32(0), jnp.asarray(x), jnp.asarray(labels))
   b, _, _ = epoch(copy(states), copy(hp), keys, jnp.int32(0), jnp.asarray(x),
@@ -156,12 +164,12 @@ class _FakeTrainer:
           on_epoch=None):
     self.fits.append((name, list(labels), list(seeds), hparams))
     e = len(seeds)
-    history = {k: np.zeros((e, 1)) for k in experiment.HISTORY_FIELDS}
+    history = {k: np.zeros((e, 1)) for k in trainer_lib.HISTORY_FIELDS}
     history["finite"] = np.array([[label not in self.diverged] for label in labels], float)
     return jnp.zeros(e), hparams, history
 
   def evaluate(self, states, split, num_members=None):
-    return experiment.summaries_from_confusions(np.stack([np.eye(3, dtype=int)] * len(states)))
+    return trainer_lib.summaries_from_confusions(np.stack([np.eye(3, dtype=int)] * len(states)))
 
   def predictions(self, states, split, num_members=None):
     y = getattr(self.data, split).labels
@@ -175,10 +183,10 @@ def test_crossfit_trains_seeds_times_folds_as_one_ensemble(tmp_path):
   config.workdir = str(tmp_path)
   labels = np.repeat(np.arange(3), 12).astype(np.int32)
   split = data_lib.Split(np.zeros((36, 4), np.int32), labels)
-  study = experiment.Study(config, log=lambda _: None)
+  study = study_lib.Study(config, log=lambda _: None)
   study._data = data_lib.ClassificationData(split, split, split, ("a", "b", "c"))
   study._trainer = _FakeTrainer(study._data)
-  records = study._score_records(scores.from_config(config), [0, 1], None, "base")
+  records = study._score_records(config.scores, [0, 1], None, "base")
   (name, names, seeds, hp), = study._trainer.fits
   assert name == "crossfit" and seeds == [0, 0, 0, 1, 1, 1] and names[4] == "fold1@seed1"
   masks = np.asarray(hp.example_mask)
@@ -193,9 +201,9 @@ def test_crossfit_trains_seeds_times_folds_as_one_ensemble(tmp_path):
     np.testing.assert_array_equal(cm.sum(1), [12, 12, 12])
   np.testing.assert_allclose(records[0]["raw"], [1.0, 0.5, 0.5])  # odd examples predicted 0
   assert os.path.exists(tmp_path / "phases")  # the phase (with its oof counts) was saved
-  again = experiment.Study(config, log=lambda _: None)
+  again = study_lib.Study(config, log=lambda _: None)
   again._data, again._trainer = study._data, _FakeTrainer(study._data)
-  reused = again._score_records(scores.from_config(config), [0, 1], None, "base")
+  reused = again._score_records(config.scores, [0, 1], None, "base")
   assert again._trainer.fits == []  # reused from the saved phase
   np.testing.assert_array_equal(reused[1]["confusion"], records[1]["confusion"])
 
@@ -208,10 +216,10 @@ def test_a_diverged_fold_member_marks_its_seeds_scores_non_finite(tmp_path):
   config.scores.method, config.scores.folds = "crossfit", 3
   config.workdir = str(tmp_path)
   split = data_lib.Split(np.zeros((36, 4), np.int32), np.repeat(np.arange(3), 12).astype(np.int32))
-  study = experiment.Study(config, log=lambda _: None)
+  study = study_lib.Study(config, log=lambda _: None)
   study._data = data_lib.ClassificationData(split, split, split, ("a", "b", "c"))
   study._trainer = _FakeTrainer(study._data, diverged={"fold2@seed1"})
-  records = study._score_records(scores.from_config(config), [0, 1], None, "base")
+  records = study._score_records(config.scores, [0, 1], None, "base")
   assert [r["finite"] for r in records] == [True, False]
   assert records[1]["scored_by"] == "the 3 fold members of seed 1"
 
@@ -228,4 +236,4 @@ def test_bad_scores_config_fails_before_any_work(field, value, message):
   config[section][name] = value
   config.workdir = "/nonexistent/never/written"
   with pytest.raises(ValueError, match=message):
-    experiment.Study(config)
+    study_lib.Study(config)

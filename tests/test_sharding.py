@@ -14,7 +14,7 @@ import textwrap
 import ml_collections
 import pytest
 
-from lwi_jax import sharding
+from lwi_jax.parallel import sharding
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,7 +22,10 @@ SCRIPT = textwrap.dedent("""
     import importlib.util, os, sys
     import jax, jax.numpy as jnp, numpy as np
     assert jax.device_count() == 4, jax.devices()
-    from lwi_jax import data as data_lib, ensemble, experiment, sharding, train
+    from lwi_jax import data as data_lib
+    from lwi_jax import member
+    from lwi_jax.parallel import ensemble, sharding
+    from lwi_jax.study import trainer as trainer_lib
 
     spec = importlib.util.spec_from_file_location("cifar", os.path.join(sys.argv[1], "configs",
                                                                         "cifar.py"))
@@ -50,13 +53,13 @@ SCRIPT = textwrap.dedent("""
     trainers = {}
     def run(shard, e, devices=0):
       if (shard, devices) not in trainers:  # one Trainer (one set of compiled functions) each
-        trainers[shard, devices] = experiment.Trainer(config(shard, devices), data,
+        trainers[shard, devices] = trainer_lib.Trainer(config(shard, devices), data,
                                                       log=lambda m: None)
         # The same optimizer object: the jitted init is cached on it (compiling it is ~10 s).
         trainers[shard, devices].tx = next(iter(trainers.values())).tx
       trainer = trainers[shard, devices]
       seeds = [i % 2 for i in range(e)]
-      hp = ensemble.stack([train.MemberHParams.create(np.linspace(0.5, 1.5, 3) ** i,
+      hp = ensemble.stack([member.MemberHParams.create(np.linspace(0.5, 1.5, 3) ** i,
                                                       focal_gamma=float(i % 3 == 2),
                                                       dro_eta=0.1 * (i % 2))
                            for i in range(e)])
@@ -141,12 +144,12 @@ def test_single_process_helpers():
 
 
 def test_launch_fields_are_not_part_of_the_phase_fingerprint():
-  from lwi_jax import experiment
+  from lwi_jax.study import phases
   config = ml_collections.ConfigDict({"train": {"epochs": 1, "distributed": True,
                                                 **{k: 0 for k in sharding.LAUNCH_FIELDS}}})
-  key = experiment.fingerprint(config, "baseline")
+  key = phases.fingerprint(config, "baseline")
   for field in sharding.LAUNCH_FIELDS:  # e.g. process_id differs between the processes
     config.train[field] = 1
-  assert experiment.fingerprint(config, "baseline") == key
+  assert phases.fingerprint(config, "baseline") == key
   config.train.epochs = 2
-  assert experiment.fingerprint(config, "baseline") != key
+  assert phases.fingerprint(config, "baseline") != key

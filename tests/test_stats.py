@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from lwi_jax import stats
+from lwi_jax.report import stats
 
 BASE = np.array([0.031, 0.027, 0.035, 0.029, 0.033])
 RULE = np.array([0.024, 0.026, 0.027, 0.022, 0.030])

@@ -9,8 +9,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lwi_jax import ensemble, experiment, members, train
+from lwi_jax import data as data_lib
+from lwi_jax import member
+from lwi_jax import optim
+from lwi_jax import train
 from lwi_jax.models.resnet_cnn import ResidualCNN
+from lwi_jax.parallel import ensemble
+from lwi_jax.parallel import programs
+from lwi_jax.rules import members
+from lwi_jax.rules import weighting
+from lwi_jax.study import study as study_lib
+from lwi_jax.study import trainer as trainer_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,7 +34,7 @@ def load_config(name, preset=None):
 @pytest.fixture(scope="module")
 def tiny():
   model = ResidualCNN(num_classes=3, widths=(4, 4, 8), dense_width=8, conv_impl="matmul")
-  tx = train.make_optimizer(load_config("cifar").optimizer, 4, 2)
+  tx = optim.make_optimizer(load_config("cifar").optimizer, 4, 2)
   rng = np.random.default_rng(0)
   labels = np.repeat(np.arange(3), 16).astype(np.int32)
   images = rng.integers(0, 256, (48, 8, 8, 3), dtype=np.uint8)
@@ -35,12 +44,12 @@ def tiny():
 
 def test_same_seed_same_init_and_data_order(tiny):
   model, tx, images, labels = tiny
-  states = train.init_ensemble(model, tx, images[:1], [3, 3, 4])
+  states = programs.init_ensemble(model, tx, images[:1], [3, 3, 4])
   p = states.params
   chex.assert_trees_all_equal(ensemble.unstack(p, 0), ensemble.unstack(p, 1))
   with pytest.raises(AssertionError):
     chex.assert_trees_all_close(ensemble.unstack(p, 0), ensemble.unstack(p, 2))
-  hp = train.MemberHParams.create(np.ones(3))
+  hp = member.MemberHParams.create(np.ones(3))
   order = lambda seed, epoch: train.epoch_order(hp, train.epoch_key(seed, epoch), labels, 3, 16)
   np.testing.assert_array_equal(order(3, 0), order(3, 0))
   assert not np.array_equal(order(3, 0), order(4, 0))
@@ -52,7 +61,7 @@ def test_same_seed_same_init_and_data_order(tiny):
 def test_oversampling_draws_classes_in_requested_proportions():
   labels = jnp.asarray(np.repeat(np.arange(4), [100, 100, 100, 300]).astype(np.int32))
   w = np.array([1.0, 2.0, 4.0, 1.0])
-  hp = train.MemberHParams.create(np.ones(4), oversample=True, sample_weights=w)
+  hp = member.MemberHParams.create(np.ones(4), oversample=True, sample_weights=w)
   draw = jax.jit(lambda k: train.epoch_order(hp, k, labels, 9, 64))
   idx = np.concatenate([np.asarray(draw(k)).ravel()
                         for k in jax.random.split(jax.random.key(0), 50)])
@@ -64,12 +73,12 @@ def test_oversampling_draws_classes_in_requested_proportions():
 
 def test_dynamic_weights_change_between_epochs_and_stay_pure(tiny):
   model, tx, images, labels = tiny
-  hp = ensemble.stack([train.MemberHParams.create(np.ones(3), dynamic_tau=1.0),
-                       train.MemberHParams.create(np.ones(3))])
+  hp = ensemble.stack([member.MemberHParams.create(np.ones(3), dynamic_tau=1.0),
+                       member.MemberHParams.create(np.ones(3))])
   cm = jnp.asarray([[[9, 1, 0], [5, 5, 0], [0, 2, 8]]] * 2, jnp.int32)
   before = jax.tree.map(np.array, hp)
-  new = train.ensemble_dynamic_weights_update(hp, cm)
-  again = train.ensemble_dynamic_weights_update(hp, cm)
+  new = weighting.ensemble_dynamic_weights_update(hp, cm)
+  again = weighting.ensemble_dynamic_weights_update(hp, cm)
   chex.assert_trees_all_equal(jax.tree.map(np.asarray, hp), before)  # inputs untouched
   chex.assert_trees_all_equal(new, again)  # same inputs, same outputs
   tpr = np.array([0.9, 0.5, 0.8])
@@ -81,12 +90,12 @@ def test_dynamic_weights_change_between_epochs_and_stay_pure(tiny):
   config = load_config("cifar", "cpu")
   config.train.epochs = 2
   config.train.batch_size = 16
-  data = experiment.data_lib.ClassificationData(
-      *(experiment.data_lib.Split(np.asarray(images), np.asarray(labels)),) * 3,
+  data = data_lib.ClassificationData(
+      *(data_lib.Split(np.asarray(images), np.asarray(labels)),) * 3,
       class_names=("a", "b", "c"))
-  trainer = experiment.Trainer(config, data, log=lambda _: None)
+  trainer = trainer_lib.Trainer(config, data, log=lambda _: None)
   trainer.model = model
-  hp0 = ensemble.stack([train.MemberHParams.create(np.ones(3), dynamic_tau=1.0)])
+  hp0 = ensemble.stack([member.MemberHParams.create(np.ones(3), dynamic_tau=1.0)])
   seen = []
   trainer.log = lambda msg: seen.append(msg)
   _, hp_end, history = trainer.fit("t", ["dyn@seed0"], [0], hp0)
@@ -110,7 +119,7 @@ def test_bad_config_fails_before_any_work(field, value, message):
   config.workdir = "/nonexistent/never/written"
   config[field] = value
   with pytest.raises(ValueError, match=message):
-    experiment.Study(config)
+    study_lib.Study(config)
   assert not os.path.exists("/nonexistent")
 
 

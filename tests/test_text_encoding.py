@@ -4,46 +4,47 @@ import ml_collections
 import numpy as np
 import pytest
 
-from lwi_jax.data import text
+from lwi_jax.data import grouped_split, text, text_encoding
 from lwi_jax.data.errors import DataError
 
 
 def test_strip_accents_folds_case_and_drops_accents():
-  assert text.normalize("José  MÜLLER ") == "jose muller"
-  assert text.normalize("Ñúñez-O'Brien") == "nunez-o'brien"
-  assert text.normalize("Strauß") == "strauss"  # casefold, not just lower()
-  assert text.normalize("Ｊｏｈｎ") == "john"  # full-width letters decompose (NFKD)
-  assert text.normalize("\tAnna\n  Lena ") == "anna lena"
+  assert text_encoding.normalize("José  MÜLLER ") == "jose muller"
+  assert text_encoding.normalize("Ñúñez-O'Brien") == "nunez-o'brien"
+  assert text_encoding.normalize("Strauß") == "strauss"  # casefold, not just lower()
+  assert text_encoding.normalize("Ｊｏｈｎ") == "john"  # full-width letters decompose (NFKD)
+  assert text_encoding.normalize("\tAnna\n  Lena ") == "anna lena"
 
 
 def test_unknown_characters_become_oov_and_padding_is_zero():
-  enc = text.encode(["Zoë", "Søren 李", ""], max_len=10)
+  enc = text_encoding.encode(["Zoë", "Søren 李", ""], max_len=10)
   assert enc.ids.dtype == np.int32 and enc.ids.shape == (3, 10)
-  assert text.decode(enc.ids[0]) == "zoe"
-  assert text.decode(enc.ids[1]) == "s?ren ?"  # ø has no decomposition; CJK is OOV
-  assert (enc.ids[1] == text.OOV_ID).sum() == 2 and enc.oov_chars == 2
+  assert text_encoding.decode(enc.ids[0]) == "zoe"
+  assert text_encoding.decode(enc.ids[1]) == "s?ren ?"  # ø has no decomposition; CJK is OOV
+  assert (enc.ids[1] == text_encoding.OOV_ID).sum() == 2 and enc.oov_chars == 2
   np.testing.assert_array_equal(enc.lengths, [3, 7, 0])
-  assert (enc.ids[0, 3:] == text.PAD_ID).all() and (enc.ids[2] == text.PAD_ID).all()
-  assert text.PAD_ID == 0 and text.VOCAB[text.PAD_ID] == "<pad>"
+  assert ((enc.ids[0, 3:] == text_encoding.PAD_ID).all()
+          and (enc.ids[2] == text_encoding.PAD_ID).all())
+  assert text_encoding.PAD_ID == 0 and text_encoding.VOCAB[text_encoding.PAD_ID] == "<pad>"
   # Every known character has its own id, and ids never reach past the vocabulary.
-  all_known = text.encode([text.CHARS.strip()], max_len=64).ids
-  assert len(set(all_known[0][all_known[0] > 0].tolist())) == len(text.CHARS.strip())
-  assert all_known.max() < text.VOCAB_SIZE
+  all_known = text_encoding.encode([text_encoding.CHARS.strip()], max_len=64).ids
+  assert len(set(all_known[0][all_known[0] > 0].tolist())) == len(text_encoding.CHARS.strip())
+  assert all_known.max() < text_encoding.VOCAB_SIZE
 
 
 def test_truncation_keeps_the_first_max_len_characters():
-  enc = text.encode(["alexandra papadopoulou", "bo li"], max_len=8)
-  assert text.decode(enc.ids[0]) == "alexandr"
+  enc = text_encoding.encode(["alexandra papadopoulou", "bo li"], max_len=8)
+  assert text_encoding.decode(enc.ids[0]) == "alexandr"
   assert enc.truncated == 1
   np.testing.assert_array_equal(enc.lengths, [8, 5])
   with pytest.raises(DataError, match="max_len"):
-    text.encode(["x"], max_len=0)
+    text_encoding.encode(["x"], max_len=0)
 
 
 def test_identical_encodings_form_one_group():
   # "José" and "jose" encode identically; so do two strings equal up to max_len.
-  ids = text.encode(["José", "jose", "anna", "annabelle", "annabella"], max_len=6).ids
-  groups = text.group_ids(ids)
+  ids = text_encoding.encode(["José", "jose", "anna", "annabelle", "annabella"], max_len=6).ids
+  groups = grouped_split.group_ids(ids)
   assert groups[0] == groups[1] and groups[3] == groups[4]
   assert len(set(groups.tolist())) == 3
   np.testing.assert_array_equal(groups, [0, 0, 1, 2, 2])  # numbered by first occurrence
@@ -57,8 +58,8 @@ def _cfg(**kw):
 
 
 def _rows(data):
-  vocab = text.vocabulary_from_info(data.info)
-  return {split: {text.decode(r, vocab) for r in getattr(data, split).inputs}
+  vocab = text_encoding.vocabulary_from_info(data.info)
+  return {split: {text_encoding.decode(r, vocab) for r in getattr(data, split).inputs}
           for split in ("train", "validation", "test")}
 
 
@@ -99,13 +100,13 @@ def test_conflicting_labels(policy, n_rows, label_of_x):
   # "x" appears with labels 0, 1, 1: a conflict. "y" and "z" are clean.
   texts = ["x", "X", "x", "y", "z"]
   labels = np.asarray([0, 1, 1, 0, 1], np.int32)
-  groups = text.group_ids(text.encode(texts, 4).ids)
-  rows, new_labels, n_conflicts = text.resolve_conflicts(groups, labels, policy)
+  groups = grouped_split.group_ids(text_encoding.encode(texts, 4).ids)
+  rows, new_labels, n_conflicts = grouped_split.resolve_conflicts(groups, labels, policy)
   assert n_conflicts == 1 and rows.size == n_rows
   if label_of_x is not None:
     assert (new_labels[:3] == label_of_x).all()
   with pytest.raises(DataError, match="conflicts"):
-    text.resolve_conflicts(groups, labels, "vote")
+    grouped_split.resolve_conflicts(groups, labels, "vote")
 
 
 def test_too_few_examples_for_the_split_names_the_class():

@@ -16,8 +16,14 @@ import ml_collections
 import numpy as np
 import pytest
 
-from lwi_jax import ensemble, losses, models, train
+from lwi_jax import losses
+from lwi_jax import member
+from lwi_jax import models
+from lwi_jax import optim
+from lwi_jax import train
 from lwi_jax.models.resnet_cnn import ResidualCNN
+from lwi_jax.parallel import ensemble
+from lwi_jax.parallel import programs
 
 NUM_CLASSES = 5
 N, HW, BATCH = 32, 16, 8
@@ -35,7 +41,7 @@ def _model(conv_impl="matmul"):
 def _tx():
   cfg = ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.05, schedule="constant",
                                        weight_decay=1e-4, momentum=0.9))
-  return train.make_optimizer(cfg, N // BATCH, 1)
+  return optim.make_optimizer(cfg, N // BATCH, 1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -45,14 +51,14 @@ def _setup():
   labels = jnp.asarray(rng.integers(0, NUM_CLASSES, N).astype(np.int32))
   model = _model()
   tx = _tx()
-  states = train.init_ensemble(model, tx, inputs[:1], SEEDS)
+  states = programs.init_ensemble(model, tx, inputs[:1], SEEDS)
   w_a = np.ones(NUM_CLASSES, np.float32)
   w_b = np.array([4.0, 0.25, 0.25, 0.25, 0.25], np.float32)
   w_b = w_b / w_b.mean()
   weights = np.stack([w_a, w_a, w_b, w_a])
   gammas = np.array([0.0, 0.0, 0.0, 2.0], np.float32)
-  hparams = ensemble.stack([train.MemberHParams.create(w, g) for w, g in zip(weights, gammas)])
-  keys = train.ensemble_epoch_keys(SEEDS, 0)
+  hparams = ensemble.stack([member.MemberHParams.create(w, g) for w, g in zip(weights, gammas)])
+  keys = programs.ensemble_epoch_keys(SEEDS, 0)
   batch = {"inputs": inputs[:BATCH], "labels": labels[:BATCH]}
   step_rngs = jax.vmap(lambda k: jax.random.fold_in(k, 7))(keys)
   return dict(inputs=inputs, labels=labels, model=model, tx=tx, states=states,
@@ -111,7 +117,7 @@ _jit_member_epoch = jax.jit(_member_epoch_fn())
 def _ensemble_epoch(strategy):
   s = _setup()
   # The library's jitted map_members(train_epoch); it donates its state arguments: pass copies.
-  fn = train.ensemble_train_epoch_fn(BATCH, AUGMENT, strategy)
+  fn = programs.ensemble_train_epoch_fn(BATCH, AUGMENT, strategy)
   states, hparams = jax.tree.map(jnp.copy, (s["states"], s["hparams"]))
   return fn(states, hparams, s["keys"], 0, s["inputs"], s["labels"])
 
@@ -146,11 +152,11 @@ def test_same_seed_same_weights_identical_different_weights_diverge(strategy):
 
 
 def test_epoch_keys_depend_on_seed_and_epoch_only():
-  k = train.ensemble_epoch_keys([0, 0, 1], 0)
+  k = programs.ensemble_epoch_keys([0, 0, 1], 0)
   k_data = jax.random.key_data(k)
   np.testing.assert_array_equal(k_data[0], k_data[1])
   assert not np.array_equal(k_data[0], k_data[2])
-  assert not np.array_equal(k_data[0], jax.random.key_data(train.ensemble_epoch_keys([0], 1))[0])
+  assert not np.array_equal(k_data[0], jax.random.key_data(programs.ensemble_epoch_keys([0], 1))[0])
 
 
 # ------------------------------------------------------------------------------------- init
@@ -166,7 +172,7 @@ def test_init_same_seed_same_params_different_seed_different():
   kernels = [np.asarray(m.params["Conv3x3_0"]["kernel"]) for m in members]
   assert not np.allclose(kernels[0], kernels[3])
   # Another call (other ensemble size, other order) reproduces each seed's initialisation.
-  again = train.init_ensemble(_setup()["model"], _setup()["tx"], _setup()["inputs"][:1], [1, 0])
+  again = programs.init_ensemble(_setup()["model"], _setup()["tx"], _setup()["inputs"][:1], [1, 0])
   chex.assert_trees_all_equal(ensemble.unstack(again, 0), members[3])
   chex.assert_trees_all_equal(ensemble.unstack(again, 1), members[0])
 
@@ -242,7 +248,7 @@ def test_ensemble_confusion_equals_per_member_argmax(strategy):
   s = _setup()
   inputs, labels = np.asarray(s["inputs"])[:13], np.asarray(s["labels"])[:13]
   batched = train.batch_for_eval(inputs, labels, 5)
-  cms = np.asarray(train.ensemble_confusion_fn(NUM_CLASSES, strategy)(s["states"], *batched))
+  cms = np.asarray(programs.ensemble_confusion_fn(NUM_CLASSES, strategy)(s["states"], *batched))
   chex.assert_shape(cms, (E, NUM_CLASSES, NUM_CLASSES))
   for i in range(E):
     pred = np.asarray(jnp.argmax(_jit_eval_apply(ensemble.unstack(s["states"], i), inputs), -1))
@@ -275,9 +281,9 @@ def test_config_errors_name_the_field():
   base = dict(name="adam", learning_rate=1e-3, schedule="constant", weight_decay=0.0,
               momentum=0.9)
   with pytest.raises(ValueError, match="optimizer.name"):
-    train.make_optimizer(ml_collections.ConfigDict({**base, "name": "rmsprop"}), 1, 1)
+    optim.make_optimizer(ml_collections.ConfigDict({**base, "name": "rmsprop"}), 1, 1)
   with pytest.raises(ValueError, match="optimizer.schedule"):
-    train.make_optimizer(ml_collections.ConfigDict({**base, "schedule": "linear"}), 1, 1)
+    optim.make_optimizer(ml_collections.ConfigDict({**base, "schedule": "linear"}), 1, 1)
 
 
 def test_batch_larger_than_data_is_an_error():

@@ -18,9 +18,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lwi_jax import ensemble, experiment, io_utils, members, reporting, train, weighting
-
 from lwi_jax import data as data_lib
+from lwi_jax import member
+from lwi_jax import optim
+from lwi_jax import train
+from lwi_jax.parallel import ensemble
+from lwi_jax.parallel import programs
+from lwi_jax.report import markdown
+from lwi_jax.report import results as results_lib
+from lwi_jax.rules import members
+from lwi_jax.rules import weighting
+from lwi_jax.runtime import errors
+from lwi_jax.runtime import io_utils
+from lwi_jax.study import study as study_lib
+from lwi_jax.study import trainer as trainer_lib
+
 from test_config_checks import csv_config, write_csv
 
 
@@ -70,13 +82,13 @@ def test_finite_flag_is_per_member_and_computed_in_the_epoch_program():
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(32, 3)), jnp.float32)
   y = jnp.asarray(np.repeat([0, 1], 16), jnp.int32)
-  tx = train.make_optimizer(csv_config("/unused").optimizer, 4, 1)
-  states = train.init_ensemble(model, tx, x[:1], [0, 0])
+  tx = optim.make_optimizer(csv_config("/unused").optimizer, 4, 1)
+  states = programs.init_ensemble(model, tx, x[:1], [0, 0])
   # Member 1's class weights are NaN (what an overflowing rule used to produce).
-  hp = ensemble.stack([train.MemberHParams.create(np.ones(2)),
-                       train.MemberHParams.create(np.array([np.nan, 1.0]))])
-  fn = train.ensemble_train_epoch_fn(8, "none", "vmap")
-  states, _, m = fn(states, hp, train.ensemble_epoch_keys([0, 0], 0), jnp.int32(0), x, y)
+  hp = ensemble.stack([member.MemberHParams.create(np.ones(2)),
+                       member.MemberHParams.create(np.array([np.nan, 1.0]))])
+  fn = programs.ensemble_train_epoch_fn(8, "none", "vmap")
+  states, _, m = fn(states, hp, programs.ensemble_epoch_keys([0, 0], 0), jnp.int32(0), x, y)
   np.testing.assert_array_equal(np.asarray(m["finite"]), [True, False])
   assert np.isfinite(np.asarray(m["loss"][0])) and np.isnan(np.asarray(m["loss"][1]))
   # The diverged member does not leak into its neighbour.
@@ -115,7 +127,7 @@ def test_compare_rules_leaves_out_non_finite_pairs():
   rule = [_rec("r0", "r", 0, "ok", 0.01), _rec("r1", "r", 1, "source_non_finite", 0.0),
           _rec("r2", "r", 2, "non_finite", 0.25)]
   only_bad = [_rec("q0", "q", 0, "non_finite", 0.0)]
-  row, bad_row = reporting.compare_rules(base, rule + only_bad)
+  row, bad_row = results_lib.compare_rules(base, rule + only_bad)
   assert row["n"] == 1 and row["seeds"] == [0] and row["excluded"] == ["r1", "r2"]
   assert row["D"]["mean"] == pytest.approx(0.03)
   assert bad_row["n"] == 0 and bad_row["excluded"] == ["q0"] and math.isnan(bad_row["D"]["mean"])
@@ -132,7 +144,7 @@ def diverged(tmp_path_factory):
   config.optimizer.learning_rate = 1e30
   config.rules = ("inverse_tpr:gamma=1", "focal")
   log = []
-  results = experiment.run(config, log=log.append)
+  results = study_lib.run(config, log=log.append)
   return config, results, "\n".join(log)
 
 
@@ -147,7 +159,7 @@ def test_diverged_run_is_reported_by_name_and_epoch(diverged):
     assert m["status"] == "source_non_finite"
     np.testing.assert_array_equal(m["initial_class_weights"], np.ones(2))
   assert all(row["n"] == 0 for row in results["comparisons"][0])
-  line = experiment.failure_line(results)
+  line = markdown.failure_line(results)
   assert line.startswith("FAILED") and "baseline@seed0 (baseline, epoch 1)" in line
 
 
@@ -178,13 +190,13 @@ def _null_keys(obj, key=None) -> set:
 
 
 def test_launch_exits_3_with_one_line(diverged, monkeypatch, capsys):
-  import launch  # noqa: E402  (the real entry point, with experiment.run stubbed to these results)
+  import launch  # noqa: E402  (the real entry point, with study_lib.run stubbed to these results)
   _, results, _ = diverged
-  monkeypatch.setattr(experiment, "run", lambda config: results)
+  monkeypatch.setattr(study_lib, "run", lambda config: results)
   launch.flags.FLAGS(["launch.py", "--config=configs/names.py:csv"])
   with pytest.raises(SystemExit) as e:
     launch.main(["launch.py"])
-  assert e.value.code == experiment.EXIT_NON_FINITE == 3
+  assert e.value.code == errors.EXIT_NON_FINITE == 3
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("FAILED")
 
@@ -196,7 +208,7 @@ def test_edited_csv_never_reuses_a_phase(diverged, monkeypatch):
   config, first, first_log = diverged
   assert "reusing" not in first_log
   log = []
-  experiment.run(config, log=log.append)
+  study_lib.run(config, log=log.append)
   assert sum("reusing finished phase" in line for line in log) == 2  # same data: reused
   assert first["dataset"]["content_hash"] == data_lib.content_hash(
       data_lib.load_dataset(config.data))
@@ -205,9 +217,9 @@ def test_edited_csv_never_reuses_a_phase(diverged, monkeypatch):
   def train_again(self, phase, *args, **kwargs):  # (retraining itself is tested elsewhere)
     raise RetrainedError(phase)
 
-  monkeypatch.setattr(experiment.Trainer, "fit", train_again)
+  monkeypatch.setattr(trainer_lib.Trainer, "fit", train_again)
   log.clear()
-  study = experiment.Study(config, log=log.append)
+  study = study_lib.Study(config, log=log.append)
   with pytest.raises(RetrainedError, match="baseline"):
     study.run()
   assert not any("reusing" in line for line in log), log

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from lwi_jax import weighting
+from lwi_jax.rules import weighting
 
 SCORES = np.array([0.5, 0.8, 0.2, 0.9], np.float32)
 COUNTS = np.array([100, 400, 50, 1000], np.int64)

@@ -14,7 +14,8 @@ import numpy as np
 
 from lwi_jax.data.errors import DataError
 from lwi_jax.data.safe_pickle import UnsafePickleError, restricted_load
-from lwi_jax.data.types import Split
+from lwi_jax.data import splits
+from lwi_jax.data.types import ClassificationData, Split
 
 NUM_CLASSES = 10
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -109,7 +110,8 @@ def load_python_version(directory: str) -> tuple[Split, Split, tuple[str, ...]]:
                     "python version (data_batch_1..5, test_batch, batches.meta)")
   names = read_class_names(directory)
   parts = [read_python_batch(os.path.join(directory, f)) for f in TRAIN_FILES]
-  train = Split(np.concatenate([p.inputs for p in parts]), np.concatenate([p.labels for p in parts]))
+  train = Split(np.concatenate([p.inputs for p in parts]),
+                np.concatenate([p.labels for p in parts]))
   test = read_python_batch(os.path.join(directory, TEST_FILE))
   return train, test, names
 
@@ -161,3 +163,19 @@ def load_tfds(data_dir: str | None, download: bool, probe_timeout: float = 3.0
     train_src, test_src = sources()
   names = tuple(train_src.dataset_info.features["label"].names)
   return _tfds_split_to_arrays(train_src), _tfds_split_to_arrays(test_src), names
+
+
+def load(cfg) -> ClassificationData:
+  """CIFAR-10 from `data.source`: a cifar-10-batches-py directory (`data.dir`) or TFDS."""
+  if cfg.source == "python":
+    if not cfg.dir:
+      raise DataError("data.dir must point at a cifar-10-batches-py directory when "
+                      "data.source='python'")
+    train, test, names = load_python_version(cfg.dir)
+    info = {"source": "python", "dir": cfg.dir}
+  elif cfg.source == "tfds":
+    train, test, names = load_tfds(cfg.tfds_data_dir or None, cfg.download)
+    info = {"source": "tfds"}
+  else:
+    raise DataError(f"data.source={cfg.source!r} is not one of ['python', 'tfds']")
+  return splits.with_validation_split(train, test, names, cfg, info)

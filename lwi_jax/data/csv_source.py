@@ -5,9 +5,10 @@
 
 The file needs a header row. Classes are the distinct label strings, sorted (so the class order
 does not depend on the row order). Texts go through the same encoding and the same split rule
-as the names dataset (text.py): identical normalised texts never sit in two splits, and
-data.conflicts says what happens to identical inputs with different labels ('keep' by default:
-they stay, in one split). Rows whose text is empty after normalisation are dropped and counted.
+as the names dataset (text.py, text_encoding.py, grouped_split.py): identical normalised texts
+never sit in two splits, and data.conflicts says what happens to identical inputs with
+different labels ('keep' by default: they stay, in one split). Rows whose text is empty after
+normalisation are dropped and counted.
 """
 
 from __future__ import annotations

@@ -12,24 +12,23 @@ How a class is built (all of it deterministic for `build_seed`):
   1. Pools: a country's ranked first and last names AS WRITTEN (Unicode NFC, case and accents
      kept: "Müller" and "Muller" are two names, "ñ" or "ø" are signal), keeping single words of
      letters in any script (inner "-" or "'" allowed). Encodings reduce them later, as chosen
-     by data.normalization and data.vocabulary (text.py), so the build never depends on the
-     encoding. Spellings equal after NFC merge and add up their weights. The `top_k`
+     by data.normalization and data.vocabulary (text_encoding.py), so the build never depends
+     on the encoding. Spellings equal after NFC merge and add up their weights. The `top_k`
      best-ranked names form the pool, the name of rank r weighing r^-zipf_exponent (Zipf-like:
-     popular names are drawn more often). (Build version 1 stripped accents and kept only
-     a-z here.)
+     popular names are drawn more often).
   2. Draws: a first and a last name, independently from the two pools, with the class's own
      random stream (seeded by build_seed and the country code). A "first last" string that was
      already drawn is skipped, so a class holds `per_class` DISTINCT strings.
   3. One class per string. Classes draw independently, so a string like "david smith" can be
-     drawn by GB and by US: with the defaults (build version 1) 591 of the 25,000 first draws
-     were drawn by two classes (373 US/ES, 205 GB/US, 13 other pairs). Such a string stays only in the class,
-     among those that drew it, under which it is most probable (p(first) * p(last) from that
-     class's pools; ties go to the class listed first); every other class that drew it removes
-     it and draws a replacement, repeating until no string is in two classes. So there is
-     no exact-duplicate label noise, every class still has exactly `per_class` names, each drawn
-     from its own class's distribution, and only the strings that actually collided are moved
-     (info['moved_cross_class'] counts them per class). Near-duplicates ("john smith" in GB,
-     "james smith" in US) remain: they are the point.
+     drawn by GB and by US: with the defaults (names-dataset 3.3.1), 578 strings of the 25,000
+     first draws were drawn by more than one class (383 US/ES, 185 GB/US, 10 other). Such a
+     string stays only in the class, among those that drew it, under which it is most probable
+     (p(first) * p(last) from that class's pools; ties go to the class listed first); every
+     other class that drew it removes it and draws a replacement, repeating until no string is
+     in two classes. So there is no exact-duplicate label noise, every class still has exactly
+     `per_class` names, each drawn from its own class's distribution, and only the strings that
+     actually collided are moved (info['moved_cross_class'] counts them per class).
+     Near-duplicates ("john smith" in GB, "james smith" in US) remain: they are the point.
 
 Loading the package costs ~15 s and ~1.8 GB of memory, so the built dataset (strings + labels,
 a few hundred KB of JSON) is cached in a file named by a hash of the build parameters, written
@@ -51,13 +50,14 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from lwi_jax import io_utils
+from lwi_jax.runtime import io_utils
 from lwi_jax.data import text
 from lwi_jax.data.errors import DataError
 from lwi_jax.data.types import ClassificationData
 
 DEFAULT_COUNTRIES = ("GB", "US", "ES", "DE", "IT")
-# Bump when the build procedure changes, so old cache files are not reused.
+# Part of the cache key: bump it when the build procedure changes, so that no cache file built
+# by another procedure is reused.
 BUILD_VERSION = 2
 _WORD = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*")  # letters of any script
 

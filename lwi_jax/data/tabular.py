@@ -1,4 +1,4 @@
-"""Tabular sources: the bundled satimage / letter tables, and a user's own CSV (data.name='tabular').
+"""Tabular sources: the bundled satimage / letter tables and a user's own CSV (data.name='tabular').
 
   python launch.py --config=configs/tabular.py                 # satimage, balanced (default)
   python launch.py --config=configs/tabular.py:letter          # letter recognition
@@ -26,7 +26,7 @@ import numpy as np
 
 from lwi_jax.data import tabular_features, tabular_table
 from lwi_jax.data.errors import DataError
-from lwi_jax.data.splits import per_class_subset, stratified_split
+from lwi_jax.data.splits import held_out_count, per_class_subset, stratified_split
 from lwi_jax.data.types import ClassificationData, Split
 
 # name -> (file in lwi_jax/data/tabular_data, label column); see ATTRIBUTION.md there.
@@ -43,19 +43,14 @@ def bundled_path(name: str) -> str:
   return path
 
 
-def _held(fraction: float, n: int) -> int:
-  """Rows stratified_split holds out of a class of n."""
-  return max(int(round(fraction * n)), 1) if fraction > 0 else 0
-
-
 def _check_class_sizes(path, label_column, class_names, labels, lines, test_fraction,
                        validation_fraction) -> None:
   """A class too small to appear in train, validation and test is an error naming it."""
 
   def fits(n):
-    pool = n - _held(test_fraction, n)
-    return pool > 0 and pool - _held(validation_fraction, pool) > 0 and (
-        test_fraction == 0 or _held(test_fraction, n) < n)
+    pool = n - held_out_count(test_fraction, n)
+    return pool > 0 and pool - held_out_count(validation_fraction, pool) > 0 and (
+        test_fraction == 0 or held_out_count(test_fraction, n) < n)
 
   need = next(n for n in range(1, 1000) if fits(n))
   for c, name in enumerate(class_names):

@@ -1,7 +1,7 @@
 """Reading a tabular CSV into typed columns: the label, numeric columns, categorical columns.
 
-Kept apart from the text CSV reader (csv_source.py): a table has many feature columns whose
-kinds must be decided, and its values become floats, not token ids.
+Separate from the text CSV reader (csv_source.py) because a table has many feature columns
+whose kinds must be decided, and its values become floats, not token ids.
 
 Column kinds (`detect_kinds`): a column is numeric when every non-missing value parses as a
 finite number, categorical otherwise, unless the config says so (data.numeric_columns /

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import warnings
 from typing import Callable
 
 import flax.linen as nn
@@ -12,7 +10,7 @@ import jax.numpy as jnp
 
 from lwi_jax.models.conv_lstm import ConvLSTM
 from lwi_jax.models import mlp as mlp_lib
-from lwi_jax.models.resnet_cnn import CONV_IMPLS, CPU_COMPILER_OPTIONS, ResidualCNN
+from lwi_jax.models.resnet_cnn import CONV_IMPLS, ResidualCNN
 
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -54,29 +52,6 @@ def resolve_conv_impl(name: str) -> str:
   return name
 
 
-def compiler_options(cfg) -> tuple:
-  """XLA options for the programs that train / evaluate this model, as hashable (key, value)
-  pairs for `jax.jit(..., compiler_options=dict(...))`: the CPU convolution path needs
-  CPU_COMPILER_OPTIONS on the CPU backend (resnet_cnn explains why); everything else none."""
-  if cfg.name != "resnet_cnn" or resolve_conv_impl(cfg.get("conv_impl", "auto")) != "cpu":
-    return ()
-  if jax.default_backend() != "cpu" or not _cpu_options_supported():
-    return ()
-  return tuple(sorted(CPU_COMPILER_OPTIONS.items()))
-
-
-@functools.lru_cache(maxsize=None)
-def _cpu_options_supported() -> bool:
-  """The options are experimental XLA flags: a jaxlib without them gets a warning, not a crash."""
-  try:
-    jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS)(jnp.zeros(()))
-    return True
-  except Exception as e:  # noqa: BLE001 -- XlaRuntimeError / ValueError, by jaxlib version
-    warnings.warn(f"this jaxlib does not accept {sorted(CPU_COMPILER_OPTIONS)} ({e}); the CPU "
-                  "convolutions run without them (correct, but several times slower)")
-    return False
-
-
 def _conv_lstm(cfg, num_classes: int, data_info: dict) -> nn.Module:
   """The vocabulary size is a property of the data, so it comes from the text source's info."""
   if "vocab_size" not in data_info:
@@ -112,6 +87,13 @@ def check_config(cfg) -> None:
 
 
 def create_model(cfg, num_classes: int, data_info: dict | None = None) -> nn.Module:
+  """The flax module `cfg.name` (MODELS), mapping (inputs, train) -> logits [B, num_classes].
+
+  Args:
+    cfg: config.model.
+    num_classes: from the data, never a constant.
+    data_info: what the data source says about its inputs (e.g. a text source's vocab_size).
+  """
   if cfg.name not in MODELS:
     raise ValueError(f"model.name={cfg.name!r} is not one of {sorted(MODELS)}")
   return MODELS[cfg.name](cfg, num_classes, data_info or {})

@@ -1,7 +1,7 @@
 """The source paper's recurrent text classifier: embedding -> 1-D convs -> LSTM -> dropout -> dense.
 
-Inputs are int32 token ids [B, T], right-padded with 0 (see data/text.py). Padding must not
-change the result, so a name padded to 16 or to 32 positions gets the same logits:
+Inputs are int32 token ids [B, T], right-padded with 0 (see data/text_encoding.py). Padding
+must not change the result, so a name padded to 16 or to 32 positions gets the same logits:
   - pad positions get a zero embedding, and every convolution output is zeroed there again, so a
     real position next to the padding sees zeros, exactly as it sees SAME-padding zeros at the
     end of the array;
@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lwi_jax.data.text import PAD_ID
+from lwi_jax.data.text_encoding import PAD_ID
 
 
 def conv1d_same(x: jax.Array, kernel: jax.Array) -> jax.Array:

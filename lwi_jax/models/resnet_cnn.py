@@ -11,8 +11,8 @@ check it):
             convolutions are all in the form XLA:CPU gives its multi-threaded kernels, one
             ungrouped convolution per member under vmap, a fused BatchNorm+ReLU and a
             one-pass max-pool gradient; compiled with CPU_COMPILER_OPTIONS (why: below).
-  "matmul"  an earlier CPU path (im2col by nine shifted slices + one matmul), kept as a
-            reference; slower than "cpu" everywhere we measured.
+  "matmul"  im2col by nine shifted slices + one matmul: the plain reference the tests check
+            the other two against; slower than "cpu" everywhere we measured.
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ def _moments(z: jax.Array):
 
 @jax.custom_vjp
 def bn_relu_train(z: jax.Array, scale: jax.Array, beta: jax.Array, eps: jax.Array):
-  """relu(BatchNorm_train(z)); returns (y, batch mean, batch variance) over all but the last axis."""
+  """relu(BatchNorm_train(z)) -> (y, batch mean, batch variance), over all but the last axis."""
   mean, var = _moments(z)
   y = jax.nn.relu((z - mean) * (jax.lax.rsqrt(var + eps) * scale) + beta)
   return y, mean, var

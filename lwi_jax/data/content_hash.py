@@ -3,8 +3,8 @@
 The config names where data comes from (a path), not what it contains. Hashing the loaded
 arrays (every split's inputs and labels, their dtypes and shapes) and the class names means an
 edited file, a rebuilt cache or a changed split never reuses a finished phase: renaming one
-class in a CSV flips the sorted class order, and the old TPR vectors used to be reported under
-the new names. Hashing after load costs one pass over the arrays (CIFAR-10: ~180 MB).
+class in a CSV flips the sorted class order, and a reused phase would report its TPR vectors
+under the new names. Hashing after load costs one pass over the arrays (CIFAR-10: ~180 MB).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from lwi_jax import ensemble
+from lwi_jax.parallel import ensemble
 
 AXIS = "ensemble"
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lwi_jax import io_utils  # noqa: E402
+from lwi_jax.runtime import io_utils  # noqa: E402
 
 
 def _label(text) -> str:

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 
-from lwi_jax import io_utils
+from lwi_jax.runtime import io_utils
 
 LOCK_FILE = "LOCK"
 STATE_FILE = "run_state.json"

@@ -13,8 +13,7 @@ with TPR 0 gets an infinite `inverse_tpr` weight and a class with TPR 1 gets a z
 The registry: every rule (static weights, and the ones that act through the loss, the schedule,
 the sampler or moving weights) is one `Rule` with one hyper-parameter shape,
 name -> `HParam(default, predicate, text)`, and a `build` that turns validated hyper-parameters
-and the validation scores into `train.MemberHParams` keyword arguments. Builders return plain
-dicts, so this module imports nothing from `train` or `members` (the layering stays one-way).
+and the validation scores into the member's `MemberHParams` (lwi_jax/member.py).
 """
 
 from __future__ import annotations
@@ -26,6 +25,9 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from lwi_jax import metrics
+from lwi_jax.member import MemberHParams
 
 SCORE_FLOOR = 0.01
 
@@ -70,6 +72,23 @@ def inverse_frequency(scores, counts):
   return _normalise(1.0 / n)
 
 
+def dynamic_weights_update(hparams: MemberHParams, confusion: jax.Array) -> MemberHParams:
+  """Epoch-boundary update of dynamic class-difficulty members (Sinha et al. 2020).
+
+  w = (1 - s_c)^tau from the validation TPRs `s` of the member's current state; members with
+  dynamic_tau < 0 keep their weights. Pure: the weights are part of the carried state.
+  """
+  tpr = metrics.summarize_confusion(confusion)["tpr"]
+  tau = jnp.maximum(hparams.dynamic_tau, 0.0)
+  new = class_difficulty(tpr, None, tau=tau)
+  return hparams.replace(class_weights=jnp.where(hparams.dynamic_tau >= 0, new,
+                                                 hparams.class_weights))
+
+
+# Jitted over the member axis: the trainer applies it at every epoch boundary.
+ensemble_dynamic_weights_update = jax.jit(jax.vmap(dynamic_weights_update))
+
+
 class HParam(NamedTuple):
   """One hyper-parameter of a rule: its default, what values are valid, and that in words."""
   default: float
@@ -77,42 +96,49 @@ class HParam(NamedTuple):
   text: str
 
 
+def _weights(rule: str, scores, counts, hparams: Mapping[str, float]) -> jax.Array:
+  """Weights (float32 [C], mean 1) of static `rule`; pure, so it traces under jit and vmap."""
+  scores = jnp.asarray(scores, jnp.float32)
+  chex.assert_rank(scores, 1)
+  w = RULES[rule].fn(scores, jnp.asarray(counts), **hparams).astype(jnp.float32)
+  chex.assert_shape(w, scores.shape)
+  return w
+
+
 def _static(rule: str):
   """Builder of a static weight rule: its weights become the member's class weights."""
-  def build(hp, scores, counts, epochs, class_names=None):
+  def build(hp, scores, counts, epochs):
     del epochs
-    return {"class_weights": compute_weights(rule, scores, counts, class_names, **hp)}
+    return MemberHParams.create(_weights(rule, scores, counts, hp))
   return build
 
 
-def _focal(hp, scores, counts, epochs, class_names=None):
-  del scores, counts, epochs, class_names
-  return {"focal_gamma": hp["gamma"]}
+def _focal(hp, scores, counts, epochs):
+  del scores, epochs
+  return MemberHParams.uniform(len(counts), focal_gamma=hp["gamma"])
 
 
-def _drw(hp, scores, counts, epochs, class_names=None):
-  return {"class_weights": compute_weights("inverse_tpr", scores, counts, class_names,
-                                           gamma=hp["gamma"]),
-          "weights_from_epoch": int(round(hp["start"] * epochs))}
+def _drw(hp, scores, counts, epochs):
+  return MemberHParams.create(_weights("inverse_tpr", scores, counts, {"gamma": hp["gamma"]}),
+                              weights_from_epoch=int(round(hp["start"] * epochs)))
 
 
-def _oversample(hp, scores, counts, epochs, class_names=None):
+def _oversample(hp, scores, counts, epochs):
   del epochs
-  return {"oversample": True,
-          "sample_weights": compute_weights("inverse_tpr", scores, counts, class_names,
-                                            gamma=hp["gamma"])}
+  return MemberHParams.uniform(
+      len(counts), oversample=True,
+      sample_weights=_weights("inverse_tpr", scores, counts, {"gamma": hp["gamma"]}))
 
 
-def _group_dro(hp, scores, counts, epochs, class_names=None):
-  del scores, counts, epochs, class_names
-  return {"dro_eta": hp["eta"]}
+def _group_dro(hp, scores, counts, epochs):
+  del scores, epochs
+  return MemberHParams.uniform(len(counts), dro_eta=hp["eta"])
 
 
-def _dynamic_difficulty(hp, scores, counts, epochs, class_names=None):
+def _dynamic_difficulty(hp, scores, counts, epochs):
   del epochs
-  return {"class_weights": compute_weights("class_difficulty", scores, counts, class_names,
-                                           tau=hp["tau"]),
-          "dynamic_tau": hp["tau"]}
+  return MemberHParams.create(_weights("class_difficulty", scores, counts, {"tau": hp["tau"]}),
+                              dynamic_tau=hp["tau"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,13 +146,15 @@ class Rule:
   """One rule: its hyper-parameters, how a member follows it, and its README line.
 
   `fn` is the pure weight function of a static rule (None for rules that act otherwise);
-  `build(hparams, scores, counts, epochs, class_names)` returns `train.MemberHParams` keyword
-  arguments (class weights default to all ones).
+  `build(hparams, scores, counts, epochs)` returns the member's `MemberHParams` (class weights
+  all ones unless the rule sets them). Builders are pure (no checks), so they also run under
+  vmap, e.g. over bootstrap draws of the scores (rules/scores.py); `check_member` checks what
+  they built.
   """
   name: str
   hparams: Mapping[str, HParam]
   doc: str
-  build: Callable[..., dict]
+  build: Callable[..., MemberHParams]
   fn: Callable | None = None
 
   @property
@@ -223,8 +251,6 @@ def check_weights(rule: str, hparams: Mapping[str, float], weights, scores,
   the mean-1 normalisation then turns the vector into [0, nan]: a member trained on it would
   learn nothing (or NaN) while looking like an ordinary result.
   """
-  if isinstance(weights, jax.core.Tracer):  # traced (e.g. vmapped over bootstrap draws)
-    return
   w = np.asarray(weights, np.float64)
   bad = np.flatnonzero(~np.isfinite(w) | (w <= 0))
   if bad.size == 0:
@@ -251,9 +277,14 @@ def compute_weights(rule: str, scores, counts, class_names: Sequence[str] | None
   if not RULES[rule].static:
     raise ValueError(f"rule {rule!r} has no static weight vector; static weight rules: "
                      f"{static_rule_names()}")
-  scores = jnp.asarray(scores, jnp.float32)
-  chex.assert_rank(scores, 1)
-  w = RULES[rule].fn(scores, jnp.asarray(counts), **full).astype(jnp.float32)
-  chex.assert_shape(w, scores.shape)
+  w = _weights(rule, scores, counts, full)
   check_weights(rule, full, w, scores, class_names)
   return w
+
+
+def check_member(rule: str, hparams: Mapping[str, float], member: MemberHParams, scores,
+                 class_names: Sequence[str] | None = None) -> MemberHParams:
+  """`member` if its class and sampling weights are finite and > 0, else `check_weights`' error."""
+  check_weights(rule, hparams, member.class_weights, scores, class_names)
+  check_weights(rule, hparams, member.sample_weights, scores, class_names, what="sampling weight")
+  return member

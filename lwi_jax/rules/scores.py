@@ -27,10 +27,7 @@ Optional shrinkage (`scores.shrinkage`) pulls noisy s_c toward s̄ before the ru
 
 from __future__ import annotations
 
-import math
-
 import jax
-import ml_collections
 import numpy as np
 from scipy import stats as scipy_stats
 
@@ -38,27 +35,8 @@ METHODS = ("validation", "crossfit")
 SHRINKAGE = ("none", "add_kappa", "empirical_bayes")
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """`config.scores` defaults (every config file sets them; see configs/*.py)."""
-  c = ml_collections.ConfigDict()
-  c.method = "validation"  # 'validation' or 'crossfit'
-  c.folds = 5  # crossfit: fold members per seed
-  c.shrinkage = "none"  # 'none', 'add_kappa' or 'empirical_bayes'
-  c.kappa = 10.0  # add_kappa: pseudo-examples per class at the mean TPR
-  c.confidence = 0.95  # Wilson intervals of s and bootstrap intervals of the weights
-  c.weight_bootstrap = 500  # parametric bootstrap draws per member for the weight intervals
-  return c
-
-
-def from_config(config) -> ml_collections.ConfigDict:
-  """config.scores with defaults for fields a config does not set (configs written before it)."""
-  merged = default_config()
-  if config.get("scores") is not None:
-    merged.update(config.scores.to_dict())
-  return merged
-
-
 def validate(cfg) -> None:
+  """Raises naming the first `config.scores` field whose value cannot be used."""
   if cfg.method not in METHODS:
     raise ValueError(f"scores.method={cfg.method!r} is not one of {list(METHODS)}")
   if cfg.shrinkage not in SHRINKAGE:
@@ -159,7 +137,7 @@ def weight_intervals(rule, record: dict, counts, epochs: int, cfg, seed: int) ->
     return {}
   ks = rng.binomial(n, k / np.maximum(n, 1), size=(draws, k.size))
   s = shrink(ks, n, cfg.shrinkage, float(cfg.kappa)).astype(np.float32)
-  hp = jax.vmap(lambda x: rule.member_hparams(x, counts, epochs))(s)
+  hp = jax.vmap(lambda x: rule.build(x, counts, epochs))(s)
   alpha = (1 - float(cfg.confidence)) / 2
   out = {}
   for field in ("class_weights", "sample_weights"):
@@ -167,46 +145,3 @@ def weight_intervals(rule, record: dict, counts, epochs: int, cfg, seed: int) ->
     out[field] = {"low": np.quantile(w, alpha, axis=0), "high": np.quantile(w, 1 - alpha, axis=0),
                   "sd": w.std(0)}
   return out
-
-
-def _fmt(x: float) -> str:
-  return "–" if not math.isfinite(x) else f"{x * 100:.1f}"
-
-
-def report_section(results: dict) -> list[str]:
-  """Markdown: the scores behind the weights, with intervals, and each weight's interval."""
-  sc = results.get("scores")
-  if not sc:
-    return []
-  names = results["dataset"]["class_names"]
-  conf = sc["config"]["confidence"]
-  how = ("out-of-fold predictions of " + str(sc["config"]["folds"]) + " fold members per seed "
-         "over the training pool" if sc["config"]["method"] == "crossfit"
-         else "each seed's baseline on the validation split")
-  lines = [f"## Scores behind the weights (method `{sc['config']['method']}`)", "",
-           f"Per-class TPR s from {how}; brackets: {conf:.0%} Wilson intervals; n = examples "
-           f"scored per class. Shrinkage: `{sc['config']['shrinkage']}`"
-           + (" (the rules used the shrunk s in the last line of each seed)."
-              if sc["config"]["shrinkage"] != "none" else "."), "",
-           "| seed | n/class | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-  for rec in sc["seeds"]:
-    n = np.asarray(rec["n"])
-    lines.append(f"| {rec['seed']} | {int(n.min())}–{int(n.max())} | " + " | ".join(
-        f"{_fmt(s)} [{_fmt(lo)}, {_fmt(hi)}]" for s, lo, hi in
-        zip(rec["raw"], rec["wilson_low"], rec["wilson_high"])) + " |")
-    if sc["config"]["shrinkage"] != "none":
-      lines.append(f"| {rec['seed']} shrunk | | " + " | ".join(_fmt(s) for s in rec["tpr"])
-                   + " |")
-  rows = [m for m in results["rounds"][0] if m.get("weight_interval")] if results["rounds"] else []
-  if rows:
-    lines += ["", f"Round-1 weights with {conf:.0%} intervals (parametric bootstrap of the "
-              "score counts through shrinkage and rule; sampling weights for `oversample`):", "",
-              "| member | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for m in rows:
-      field = "sample_weights" if m.get("rule_name") == "oversample" else "class_weights"
-      w = np.asarray(m["initial_class_weights" if field == "class_weights" else field])
-      iv = m["weight_interval"][field]
-      lines.append(f"| {m['label']} | " + " | ".join(
-          f"{x:.2f} [{lo:.2f}, {hi:.2f}]" for x, lo, hi in zip(w, iv["low"], iv["high"])) + " |")
-  lines.append("")
-  return lines

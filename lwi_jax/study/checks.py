@@ -1,12 +1,13 @@
-"""Range checks of a study config's numeric fields, and the data-dependent checks after loading.
+"""Every check of a study config that can fail without data (`validate_config`, run before
+anything is loaded or compiled), and the checks that need the loaded data (`check_data`).
 
-Why a table: every numeric field a run reads gets the same treatment (finite, in range, an
-integer where a count is meant) and the same message shape, naming the field, the value and
-the allowed values, before any data is loaded or any program compiled. Values the method
-cannot use used to run to completion: `validation_fraction=0` made every weight uniform and
-every D "+0.00"; a negative learning rate or NaN trained and wrote results; a negative
-`test_per_class` silently dropped rows (Python slicing); an empty workdir wrote into the
-current directory. Fields a config does not have (a CIFAR config has no `max_len`) are skipped.
+Why a table of numeric fields: every numeric field a run reads gets the same treatment (finite,
+in range, an integer where a count is meant) and the same message shape, naming the field, the
+value and the allowed values. A value the method cannot use would otherwise run to completion
+and look like a result: `validation_fraction=0` makes every weight uniform and every D "+0.00";
+a negative learning rate or NaN trains and writes results; a negative `test_per_class` drops
+rows (Python slicing); an empty workdir writes into the current directory. Fields a config does
+not have (a CIFAR config has no `max_len`) are skipped.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import math
 import numbers
 from typing import Callable
 
+import ml_collections
 import numpy as np
 
-# Fewest validation examples per class the scores may come from (data.min_validation_per_class
-# overrides it): with n examples a TPR moves in steps of 1/n, and with 1 it is 0 or 1.
-MIN_VALIDATION_PER_CLASS = 5
-
+from lwi_jax import models, optim
+from lwi_jax.parallel import ensemble
+from lwi_jax.report import results as results_lib
+from lwi_jax.rules import members as members_lib
+from lwi_jax.rules import scores as scores_lib
+from lwi_jax.study import train_options
 
 def _is_int(v) -> bool:
   return isinstance(v, numbers.Integral) and not isinstance(v, bool)
@@ -105,8 +109,10 @@ def check_config(config) -> None:
 
 
 def check_data(config, data) -> None:
-  """Checks that need the loaded data: enough validation examples of every class for a score."""
-  need = int(config.data.get("min_validation_per_class", MIN_VALIDATION_PER_CLASS))
+  """Checks that need the loaded data: enough validation examples of every class for a score
+  (data.min_validation_per_class: with n examples a TPR moves in steps of 1/n, with 1 it is 0
+  or 1)."""
+  need = int(config.data.min_validation_per_class)
   counts = np.bincount(data.validation.labels, minlength=data.num_classes)
   short = [(data.class_names[c], int(counts[c])) for c in np.flatnonzero(counts < need)]
   if short:
@@ -117,3 +123,29 @@ def check_data(config, data) -> None:
         f"{need} per class (data.min_validation_per_class). Raise data.validation_fraction "
         f"(now {config.data.validation_fraction:g}), use more data per class, or lower "
         "data.min_validation_per_class")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.MemberSpec]:
+  """Every check that can fail without data, run before anything is loaded or compiled.
+
+  Returns:
+    The members (rule x seed) the config asks for.
+  """
+  check_config(config)
+  specs = members_lib.parse_members(config.rules, config.seeds)
+  optim.make_optimizer(config.optimizer, 1, 1)
+  models.check_config(config.model)
+  ensemble.resolve_strategy(config.train.ensemble_strategy)
+  train_options.check(config)
+  scores_lib.validate(config.scores)
+  test = config.compare.test
+  if test not in results_lib.TESTS:
+    raise ValueError(f"compare.test={test!r} is not one of {list(results_lib.TESTS)}")
+  if test == "bootstrap" and int(config.compare.bootstrap_samples) < 100:
+    raise ValueError(f"compare.bootstrap_samples={config.compare.bootstrap_samples} must be "
+                     ">= 100 for a 95% percentile interval")
+  if test == "paired_t" and len(config.seeds) < 2:
+    raise ValueError(f"compare.test={test!r} needs at least 2 seeds (config.seeds="
+                     f"{tuple(config.seeds)}); add seeds or set --config.compare.test=none")
+  results_lib.max_accuracy_drop(config)
+  return specs

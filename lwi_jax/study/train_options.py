@@ -1,8 +1,11 @@
 """The training-recipe fields of `config.train` that the trainer passes to the pure functions.
 
-Read here, with defaults for configs written before they existed, and validated before any data
-is loaded (`check`) and against the data once it is (`augment_spec`, `eval_flip`: image-only
-options on a text dataset are a config error, not a silent no-op):
+Only the image discipline's config sets them (a text or table config has no crop or mirror);
+a config without a field gets the default of the function that reads it (`AugmentSpec`'s
+fields, `DEFAULTS` for the rest), so each default stands in one place.
+They are validated before any data is loaded (`check`) and against the data once it is
+(`augment_spec`, `eval_flip`: image-only options on a text dataset are a config error, not a
+silent no-op):
   train.augment / crop_pad / pad_mode / flip   augment.AugmentSpec
   train.label_smoothing                        losses.per_example_focal, 0 = off
   train.eval_flip                              train.predict_logits, test-time mirror images
@@ -10,11 +13,21 @@ options on a text dataset are a config error, not a silent no-op):
 
 from __future__ import annotations
 
+import dataclasses
+
 from lwi_jax import augment as augment_lib
+
+DEFAULTS = {"label_smoothing": 0.0, "eval_flip": False,
+            **{f.name: f.default for f in dataclasses.fields(augment_lib.AugmentSpec)
+               if f.name != "name"}}
+
+
+def _field(train_cfg, name: str):
+  return train_cfg[name] if name in train_cfg else DEFAULTS[name]
 
 
 def label_smoothing(train_cfg) -> float:
-  value = float(train_cfg.get("label_smoothing", 0.0))
+  value = float(_field(train_cfg, "label_smoothing"))
   if not 0.0 <= value < 1.0:
     raise ValueError(f"train.label_smoothing={value} must be in [0, 1)")
   return value
@@ -27,14 +40,15 @@ def _needs_images(option: str, data) -> None:
 
 
 def augment_spec(train_cfg, data=None) -> augment_lib.AugmentSpec:
-  spec = augment_lib.spec_from_config(train_cfg)
+  spec = augment_lib.AugmentSpec(train_cfg.augment, int(_field(train_cfg, "crop_pad")),
+                                 _field(train_cfg, "pad_mode"), _field(train_cfg, "flip"))
   if spec.name != "none":
     _needs_images(f"augment={spec.name!r}", data)
   return spec
 
 
 def eval_flip(train_cfg, data=None) -> bool:
-  value = train_cfg.get("eval_flip", False)
+  value = _field(train_cfg, "eval_flip")
   if not isinstance(value, bool):
     raise ValueError(f"train.eval_flip={value!r} must be True or False")
   if value:

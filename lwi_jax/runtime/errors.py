@@ -1,4 +1,5 @@
-"""What launch.py prints when a run fails or is stopped: one clear line and a hint.
+"""How a run ends: exit codes, and the one clear line and hint launch.py prints when a run fails
+or is stopped.
 
 A researcher's mistake (a bad config value, an unreadable data file, a full disk, a busy
 workdir) is not a bug, so it gets no traceback: `error: <what>` and `hint: <what to do>`,
@@ -23,13 +24,13 @@ import sys
 import threading
 import traceback
 
-from lwi_jax import run_control
-from lwi_jax.data.errors import DataError
+from lwi_jax.runtime import run_control
 
 EXIT_ERROR = 2
+EXIT_NON_FINITE = 3  # the study finished, but a member went non-finite (see report.md)
 EXIT_STOPPED = 130  # the shell's code for "ended by SIGINT"
-_PROJECT_DIRS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d)
-                      for d in ("lwi_jax", "configs", "launch.py"))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_PROJECT_DIRS = tuple(os.path.join(_REPO, d) for d in ("lwi_jax", "configs", "launch.py"))
 TRACEBACK_HINT = "the traceback: rerun with --verbosity=1"
 
 # errno -> (what happened, what to do); orbax/tensorstore report them inside a ValueError's text
@@ -47,6 +48,12 @@ _OS_ERRORS = {
 }
 _OS_TEXT = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",
             errno.EROFS: "Read-only file system"}
+
+
+class UserError(ValueError):
+  """An error in what the user gave (data, a file), not in this code: a subclass says in
+  `hint` what to do about it (e.g. data.errors.DataError)."""
+  hint = "fix the input named above"
 
 
 def _chain(e: BaseException):
@@ -90,8 +97,8 @@ def describe(e: BaseException) -> tuple[str, str] | None:
     return f"{what}{f' while writing {filename}' if filename else ''}", hint
   if isinstance(e, run_control.WorkdirLocked):
     return str(e), "wait for that run to finish, or choose another --config.workdir"
-  if isinstance(e, DataError):
-    return str(e), "fix the data file or the data.* field named above"
+  if isinstance(e, UserError):
+    return str(e), e.hint
   if isinstance(e, (ValueError, TypeError, KeyError)) and _raised_in_project(e):
     return str(e), "fix the field named above (--config.<field>=... or the config file)"
   return None

@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-import numpy as np
+from lwi_jax.member import MemberHParams
+from lwi_jax.rules import weighting
 
-from lwi_jax import weighting
 
 def valid_rule_names() -> list[str]:
   return sorted(weighting.RULES)
@@ -24,6 +24,7 @@ def valid_rule_names() -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class RuleSpec:
+  """One parsed rule string: a registry name and its full, checked hyper-parameters."""
   name: str
   hparams: dict
 
@@ -33,24 +34,26 @@ class RuleSpec:
       return self.name
     return self.name + ":" + ",".join(f"{k}={v:g}" for k, v in sorted(self.hparams.items()))
 
-  def member_hparams(self, scores, counts, epochs: int, class_names=None):
+  def build(self, scores, counts, epochs: int) -> MemberHParams:
+    """This rule's MemberHParams for scores `s` and class `counts`, unchecked (pure: vmappable)."""
+    return weighting.RULES[self.name].build(self.hparams, scores, counts, epochs)
+
+  def member_hparams(self, scores, counts, epochs: int, class_names=None) -> MemberHParams:
     """MemberHParams of this rule given the validation TPRs `scores` and class `counts`.
 
     Raises (naming the rule, hyper-parameter and class; `class_names` only for the message) if
     the rule's weights would not be finite and positive.
     """
-    from lwi_jax import train  # local: train imports nothing from here, keep it that way
-    kwargs = {"class_weights": np.ones(len(counts), np.float32)}
     try:
-      kwargs.update(weighting.RULES[self.name].build(self.hparams, scores, counts, epochs,
-                                                     class_names))
+      return weighting.check_member(self.name, self.hparams,
+                                    self.build(scores, counts, epochs), scores, class_names)
     except ValueError as e:  # name the member's rule as written, not only the inner rule
       raise ValueError(f"config.rules {self.label!r}: {e}") from None
-    return train.MemberHParams.create(**kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
 class MemberSpec:
+  """One member of a study: a rule and the seed it shares with that seed's baseline."""
   rule: RuleSpec
   seed: int
 
@@ -80,7 +83,15 @@ def parse_rule(text: str, where: str = "config.rules") -> RuleSpec:
 
 
 def parse_members(rules, seeds) -> list[MemberSpec]:
-  """rules x seeds, seed-major within each rule; errors name the config field."""
+  """The members of a study: rules x seeds, seed-major within each rule.
+
+  Args:
+    rules: config.rules, strings like "inverse_tpr:gamma=1".
+    seeds: config.seeds, distinct non-negative integers.
+
+  Returns:
+    One MemberSpec per (rule, seed). Raises ValueError naming the config field otherwise.
+  """
   rules = list(rules)
   seeds = list(seeds)
   if not rules:

@@ -27,23 +27,11 @@ Replicates are computed as confusion matrices: for class c, the multinomial resa
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from scipy import stats as scipy_stats
 
-METRICS = ("accuracy", "macro_f1", "var_tpr", "worst_tpr")
+from lwi_jax import metrics
 
-
-def summarize(cm: np.ndarray) -> dict[str, np.ndarray]:
-  """Scores of confusion matrices [..., C, C] (numpy twin of metrics.summarize_confusion)."""
-  cm = np.asarray(cm, np.float64)
-  tp = np.diagonal(cm, axis1=-2, axis2=-1)
-  tpr = tp / np.maximum(cm.sum(-1), 1.0)
-  precision = tp / np.maximum(cm.sum(-2), 1.0)
-  f1 = 2 * precision * tpr / np.maximum(precision + tpr, 1e-12)
-  return {"tpr": tpr, "accuracy": tp.sum(-1) / np.maximum(cm.sum((-2, -1)), 1.0),
-          "macro_f1": f1.mean(-1), "var_tpr": tpr.var(-1), "worst_tpr": tpr.min(-1)}
 
 
 def resampled_confusions(predictions: np.ndarray, labels: np.ndarray, num_classes: int,
@@ -98,11 +86,22 @@ def mcnemar(baseline_correct: np.ndarray, rule_correct: np.ndarray) -> dict:
 
 
 def compare_with_baseline(baseline_preds: np.ndarray, rule_preds: np.ndarray,
-                          labels: np.ndarray, num_classes: int, num_samples: int = 2000,
+                          labels: np.ndarray, num_classes: int, num_samples: int,
                           seed: int = 0, confidence: float = 0.95) -> dict:
   """Bootstrap summaries of D, Δaccuracy, Δmacro-F1, Δworst-class TPR, and McNemar per seed.
 
-  `baseline_preds` and `rule_preds` are [S, N]: row s of each comes from seed s (paired).
+  Args:
+    baseline_preds, rule_preds: predicted classes [S, N]; row s of each comes from seed s
+      (paired).
+    labels: the true classes [N] of the shared test set.
+    num_classes: C.
+    num_samples: bootstrap replicates (config.compare.bootstrap_samples).
+    seed: the resampling seed (config.compare.bootstrap_seed).
+    confidence: of the percentile intervals.
+
+  Returns:
+    {"D", "delta_accuracy", "delta_macro_f1", "delta_worst_tpr"}: `summary` dicts (mean, sd,
+    interval, p); "mcnemar": one exact test per seed.
   """
   baseline_preds, rule_preds = np.asarray(baseline_preds), np.asarray(rule_preds)
   if baseline_preds.shape != rule_preds.shape or baseline_preds.ndim != 2:
@@ -111,17 +110,18 @@ def compare_with_baseline(baseline_preds: np.ndarray, rule_preds: np.ndarray,
   s = baseline_preds.shape[0]
   observed, reps = resampled_confusions(np.concatenate([baseline_preds, rule_preds]), labels,
                                         num_classes, num_samples, seed)
-  obs, rep = summarize(observed), summarize(reps)
+  obs = metrics.summarize_confusion(observed, np)
+  rep = metrics.summarize_confusion(reps, np)
 
   def paired(key, sign):
     diff = lambda x: sign * (x[..., s:] - x[..., :s]).mean(-1)
     return summary(diff(obs[key]), diff(rep[key]), confidence)
 
   labels = np.asarray(labels)
-  return {"D": paired("var_tpr", -1.0), "delta_accuracy": paired("accuracy", 1.0),
-          "delta_macro_f1": paired("macro_f1", 1.0), "delta_worst_tpr": paired("worst_tpr", 1.0),
-          "mcnemar": [mcnemar(baseline_preds[i] == labels, rule_preds[i] == labels)
-                      for i in range(s)]}
+  out = {name: paired(key, sign) for name, key, sign in metrics.PAIRED_DIFFERENCES}
+  out["mcnemar"] = [mcnemar(baseline_preds[i] == labels, rule_preds[i] == labels)
+                    for i in range(s)]
+  return out
 
 
 def compare_rounds(baseline_phase: dict, round_phases: list[dict], labels: np.ndarray,
@@ -146,23 +146,3 @@ def compare_rounds(baseline_phase: dict, round_phases: list[dict], labels: np.nd
           num_classes, num_samples, seed)
     out.append(per_rule)
   return out
-
-
-def _p(x: float) -> str:
-  return "–" if not math.isfinite(x) else (f"{x:.3f}" if x >= 0.001 else "<0.001")
-
-
-def mcnemar_lines(rows: list[dict]) -> list[str]:
-  """Markdown lines: McNemar's test of every rule vs its seed's baseline, per seed."""
-  rows = [r for r in rows if r.get("mcnemar")]
-  if not rows:
-    return []
-  lines = ["McNemar's exact test of each rule vs its seed's baseline on the shared test set "
-           "(examples only the baseline / only the rule got right; p per seed):", "",
-           "| rule | " + " | ".join(f"seed {s}" for s in rows[0]["seeds"]) + " |",
-           "|---|" + "---|" * len(rows[0]["seeds"])]
-  for r in rows:
-    lines.append(f"| {r['rule']} | " + " | ".join(
-        f"{m['baseline_only']}/{m['rule_only']}, p {_p(m['p_value'])}" for m in r["mcnemar"])
-        + " |")
-  return lines + [""]

@@ -1,8 +1,8 @@
 """What a run shows on the console: the project's own lines and a progress bar, no library logs.
 
-Why: a default run used to print hundreds of INFO lines from orbax (checkpoint-manager
-internals, one block per save) and JAX's "Unable to initialize backend 'tpu'" probe around the
-few lines a user follows (data, epochs, members, time left, results). Library INFO logs are
+Why: left at their defaults, orbax prints hundreds of INFO lines (checkpoint-manager internals,
+one block per save) and JAX its "Unable to initialize backend 'tpu'" probe, burying the few
+lines a user follows (data, epochs, members, time left, results). So library INFO logs are
 hidden unless absl's `--verbosity` flag is given (`--verbosity=0` INFO, `--verbosity=1` DEBUG);
 warnings and errors always show.
 

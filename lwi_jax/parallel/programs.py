@@ -1,0 +1,122 @@
+"""The compiled ensemble programs: the core's per-member functions over E stacked members.
+
+Each factory takes a pure per-member function of lwi_jax/train.py, maps it over the member axis
+with an `ensemble.map_members` strategy, optionally splits that axis over a device mesh
+(`sharding.shard_ensemble_fn`) and jits it with the model's compiler options. Factories are
+cached on their (hashable) arguments, so every phase of a run reuses one compiled program.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lwi_jax import models, train
+from lwi_jax.models import resnet_cnn
+from lwi_jax.parallel import ensemble, sharding
+
+
+def _compile(member, num_member_args: int, strategy: str, chunk: int, mesh,
+             replicated_outputs: tuple[int, ...], compiler_options: tuple, donate=()):
+  """map_members -> (shard over `mesh`) -> jit: what every ensemble program is made of."""
+  fn = ensemble.map_members(member, strategy, num_member_args=num_member_args, chunk=chunk)
+  if mesh is not None:
+    fn = sharding.shard_ensemble_fn(fn, num_member_args, mesh,
+                                    replicated_outputs=replicated_outputs)
+  return jax.jit(fn, donate_argnums=donate, compiler_options=dict(compiler_options) or None)
+
+
+@functools.lru_cache(maxsize=None)
+def ensemble_train_epoch_fn(batch_size: int, augment, strategy: str, chunk: int = 0,
+                            mesh=None, compiler_options: tuple = (), on_step=None,
+                            label_smoothing: float = 0.0):
+  """Jitted (states[E], hparams[E], keys[E], epoch, inputs, labels) -> (states, hparams, metrics).
+
+  Args:
+    batch_size: examples per step (config.train.batch_size).
+    augment: a name or an augment.AugmentSpec.
+    strategy: an ensemble strategy (ensemble.STRATEGIES).
+    chunk: members vmapped at once (0 = all, see ensemble.map_members).
+    mesh: split the members over devices (lwi_jax.parallel.sharding; hparams and metrics come
+      back replicated), or None for one device.
+    compiler_options: (key, value) pairs the model needs (programs.compiler_options).
+    on_step: host progress callback (see train.train_epoch; it fires once per point for every
+      pass of the member program, ensemble.member_passes).
+    label_smoothing: config.train.label_smoothing.
+
+  Returns:
+    The compiled program; states and hparams are donated.
+  """
+  member = functools.partial(train.train_epoch, batch_size=batch_size, augment=augment,
+                             label_smoothing=label_smoothing, on_step=on_step)
+  return _compile(member, 3, strategy, chunk, mesh, (1, 2), compiler_options, donate=(0, 1))
+
+
+@functools.lru_cache(maxsize=None)
+def ensemble_confusion_fn(num_classes: int, strategy: str, chunk: int = 0, mesh=None,
+                          compiler_options: tuple = (), eval_flip: bool = False):
+  """Jitted (states[E], inputs, labels, mask) -> confusion matrices [E, C, C] (replicated)."""
+  member = functools.partial(train.predict_confusion, num_classes=num_classes,
+                             eval_flip=eval_flip)
+  return _compile(member, 1, strategy, chunk, mesh, (0,), compiler_options)
+
+
+@functools.lru_cache(maxsize=None)
+def ensemble_predictions_fn(strategy: str, chunk: int = 0, mesh=None,
+                            compiler_options: tuple = (), eval_flip: bool = False):
+  """Jitted (states[E], inputs, mask) -> predicted classes [E, S*B] (replicated)."""
+  member = functools.partial(train.predict_labels, eval_flip=eval_flip)
+  return _compile(member, 1, strategy, chunk, mesh, (0,), compiler_options)
+
+
+def ensemble_epoch_keys(seeds, epoch: int) -> jax.Array:
+  """Keys [E] of one epoch: member i's key depends on (seeds[i], epoch) only (paired design)."""
+  return jax.vmap(lambda s: train.epoch_key(s, epoch))(jnp.asarray(seeds, jnp.uint32))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_member(model: nn.Module, tx, sample_inputs: jax.Array, key: jax.Array
+                 ) -> train.TrainState:
+  return train.create_train_state(model, tx, sample_inputs, key)
+
+
+def init_ensemble(model: nn.Module, tx, sample_inputs: jax.Array, seeds, mesh=None
+                  ) -> train.TrainState:
+  """Stacked states [E, ...] for members with the given seeds (same seed -> same init).
+
+  One compiled per-member init, reused for every seed, ensemble size and call: a jitted vmap
+  built per call would recompile every time (tens of seconds on CPU per phase).
+  With a `mesh` (lwi_jax.parallel.sharding) the member axis is split over its devices.
+  """
+  keys = [jax.random.fold_in(train.seed_key(s), 0) for s in np.asarray(seeds, np.uint32)]
+  states = ensemble.stack([_init_member(model, tx, sample_inputs, k) for k in keys])
+  return sharding.shard_members(states, mesh)
+
+
+def compiler_options(cfg) -> tuple:
+  """XLA options for the programs that train / evaluate this model, as hashable (key, value)
+  pairs for `jax.jit(..., compiler_options=dict(...))`: the CPU convolution path needs
+  resnet_cnn.CPU_COMPILER_OPTIONS on the CPU backend (resnet_cnn explains why); everything
+  else none."""
+  if cfg.name != "resnet_cnn" or models.resolve_conv_impl(cfg.get("conv_impl", "auto")) != "cpu":
+    return ()
+  if jax.default_backend() != "cpu" or not _cpu_options_supported():
+    return ()
+  return tuple(sorted(resnet_cnn.CPU_COMPILER_OPTIONS.items()))
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_options_supported() -> bool:
+  """The options are experimental XLA flags: a jaxlib without them gets a warning, not a crash."""
+  try:
+    jax.jit(lambda x: x + 1, compiler_options=resnet_cnn.CPU_COMPILER_OPTIONS)(jnp.zeros(()))
+    return True
+  except Exception as e:  # noqa: BLE001 -- XlaRuntimeError / ValueError, by jaxlib version
+    warnings.warn(f"this jaxlib does not accept {sorted(resnet_cnn.CPU_COMPILER_OPTIONS)} ({e}); "
+                  "the CPU convolutions run without them (correct, but several times slower)")
+    return False

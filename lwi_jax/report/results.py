@@ -1,0 +1,169 @@
+"""The numbers a study reports, assembled from its saved phases: members, paired comparisons,
+the "best" rule, and the results dict every output (results.json, summary.csv, report.md,
+plots, console) is rendered from.
+
+Everything is derived from the saved phase results, so a resumed or reused run reports the same
+numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+
+from lwi_jax import metrics
+from lwi_jax.report import bootstrap, stats
+
+TESTS = ("bootstrap", "paired_t", "none")
+# Member status. Anything but OK is excluded from every comparison: NON_FINITE (its loss,
+# parameters or weights became NaN/inf), SOURCE_NON_FINITE (its weights would derive from such a
+# member).
+OK, NON_FINITE, SOURCE_NON_FINITE = "ok", "non_finite", "source_non_finite"
+
+
+def _member_records(phase: dict, round_index: int, specs=None) -> list[dict]:
+  records = []
+  for i, label in enumerate(phase["labels"]):
+    rec = {"round": round_index, "label": label, "rule": phase["rules"][i],
+           "seed": int(phase["seeds"][i]),
+           "status": phase.get("status", [OK] * len(phase["labels"]))[i],
+           "non_finite_epoch": phase.get("non_finite_epoch", [None] * len(phase["labels"]))[i],
+           "initial_class_weights": phase["initial_class_weights"][i],
+           "final_class_weights": phase["final_class_weights"][i],
+           "sample_weights": phase["sample_weights"][i],
+           "validation": phase["validation"][i], "test": phase["test"][i],
+           "history": {k: v[i] for k, v in phase["history"].items()}}
+    if specs is not None:
+      rec["rule_name"] = specs[i].rule.name
+      rec["hparams"] = specs[i].rule.hparams
+      rec["scores_used"] = phase["scores_used"][i]
+    records.append(rec)
+  return records
+
+
+def mean_or_nan(values) -> float:
+  """The mean, or NaN for no values (a rule whose members all diverged)."""
+  return float(np.mean(values)) if len(values) else math.nan
+
+
+def compare_rules(baseline: list[dict], members: list[dict], resampled: dict | None = None
+                  ) -> list[dict]:
+  """Per rule: paired-by-seed differences to the baseline on the test split, with statistics.
+
+  `resampled` (rule -> bootstrap.compare_with_baseline) replaces the t-based summaries.
+  Only pairs whose rule member and baseline are both finite ("ok") count; the others are
+  listed in the row's `excluded` (a rule with none left has n = 0 and NaN statistics), and a
+  row with exclusions keeps the t-based summaries of its finite pairs (the bootstrap resampled
+  every member).
+  """
+  base = {m["seed"]: m["test"] for m in baseline if m.get("status", OK) == OK}
+  rows = []
+  for rule in dict.fromkeys(m["rule"] for m in members):
+    every = [m for m in members if m["rule"] == rule]
+    ms = [m for m in every if m.get("status", OK) == OK and m["seed"] in base]
+    b = [base[m["seed"]] for m in ms]
+    t = [m["test"] for m in ms]
+    row = {"round": every[0]["round"], "rule": rule, "seeds": [m["seed"] for m in ms],
+           "n": len(ms), "excluded": [m["label"] for m in every
+                                      if not (m.get("status", OK) == OK and m["seed"] in base)]}
+    for key in metrics.SUMMARY_KEYS:
+      row[f"{key}_mean"] = mean_or_nan([float(x[key]) for x in t])
+      row[f"baseline_{key}_mean"] = mean_or_nan([float(x[key]) for x in b])
+    for name, key, sign in metrics.PAIRED_DIFFERENCES:
+      row[name] = stats.paired_summary([float(x[key]) - float(y[key]) if sign < 0
+                                        else float(y[key]) - float(x[key])
+                                        for x, y in zip(b, t)])
+    num_classes = len(every[0]["test"]["tpr"])
+    row["tpr_mean"] = (np.mean([x["tpr"] for x in t], axis=0) if t
+                       else np.full(num_classes, np.nan))
+    row["tpr_sd"] = np.std([x["tpr"] for x in t], axis=0) if t else np.full(num_classes, np.nan)
+    if resampled is not None and not row["excluded"]:
+      row.update(resampled[rule])
+    rows.append(row)
+  holm = stats.holm([r["D"]["p_value"] for r in rows])
+  for r, p in zip(rows, holm):
+    r["D"]["p_holm"] = float(p)
+  return rows
+
+
+def max_accuracy_drop(config) -> float:
+  """compare.max_accuracy_drop in points, checked."""
+  value = float(config.compare.max_accuracy_drop)
+  if not math.isfinite(value) or value < 0:
+    raise ValueError(f"compare.max_accuracy_drop={value} must be a number of accuracy points "
+                     ">= 0 (e.g. 1.0)")
+  return value
+
+
+def best_rule(rows: list[dict], max_drop_points: float) -> dict | None:
+  """The rule a reader may call "best": the largest mean D > 0 among the rules whose mean test
+  accuracy is at most `max_drop_points` below the baseline's (ties: higher accuracy); None when
+  no rule qualifies.
+
+  Why not simply the largest D: a rule can even out the TPRs by lowering all of them (the
+  names default's class_difficulty: largest D for a 6-point accuracy loss); calling it best
+  would reward destroying accuracy.
+  """
+  def drop(r):
+    return -100.0 * r["delta_accuracy"]["mean"]
+  ok = [r for r in rows if math.isfinite(r["D"]["mean"]) and r["D"]["mean"] > 0
+        and math.isfinite(drop(r)) and drop(r) <= max_drop_points + 1e-9]
+  return max(ok, key=lambda r: (r["D"]["mean"], r["accuracy_mean"]), default=None)
+
+
+def best_rule_criterion(max_drop_points: float) -> str:
+  return (f"the largest mean D > 0 among rules whose mean test accuracy is at most "
+          f"{max_drop_points:g} point{'s' if max_drop_points != 1 else ''} below the baseline's "
+          "(`compare.max_accuracy_drop`)")
+
+
+def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict], specs,
+                     wall_seconds: float) -> dict:
+  """The results dict of a study (what results.json holds) from its decoded phases.
+
+  Args:
+    config: the study's config.
+    data: the loaded ClassificationData.
+    baseline_phase: the decoded baseline phase.
+    round_phases: the decoded round phases, in order.
+    specs: the MemberSpecs of the rounds' members, in order.
+    wall_seconds: the study's wall time (run_control.PhaseClock).
+
+  Returns:
+    status, members, per-round comparisons with their statistics, the "best" rule.
+  """
+  baseline = _member_records(baseline_phase, 0)
+  rounds = [_member_records(p, r + 1, specs) for r, p in enumerate(round_phases)]
+  cmp = config.compare
+  resampled = bootstrap.compare_rounds(
+      baseline_phase, round_phases, data.test.labels, data.num_classes,
+      int(cmp.bootstrap_samples), int(cmp.bootstrap_seed))
+  if resampled is None or cmp.test != "bootstrap":  # keep McNemar; the test is the t-test
+    resampled = [{rule: {"mcnemar": r["mcnemar"]} for rule, r in rs.items()}
+                 for rs in resampled] if resampled else [None] * len(rounds)
+  comparisons = [compare_rules(baseline, members, rs) for members, rs in zip(rounds, resampled)]
+  tolerance = max_accuracy_drop(config)
+  best = best_rule(comparisons[-1], tolerance) if comparisons else None
+  excluded = [{"phase": "baseline" if m["round"] == 0 else f"round{m['round']}",
+               "label": m["label"], "status": m["status"], "epoch": m["non_finite_epoch"]}
+              for ms in [baseline, *rounds] for m in ms if m.get("status", OK) != OK]
+  return {
+      # "ok", or "non_finite": some member diverged and the comparisons exclude it.
+      "status": NON_FINITE if excluded else OK,
+      "non_finite_members": excluded,
+      "config": config.to_dict(),
+      "dataset": {"name": config.data.name, "class_names": list(data.class_names),
+                  "sizes": {"train": len(data.train), "validation": len(data.validation),
+                            "test": len(data.test)},
+                  "train_class_counts": data.class_counts, "info": data.info},
+      "backend": jax.default_backend(),
+      "test": config.compare.test,
+      "baseline": baseline,
+      "rounds": rounds,
+      "comparisons": comparisons,
+      "best_rule": {"rule": best["rule"] if best else None, "max_accuracy_drop": tolerance,
+                    "criterion": best_rule_criterion(tolerance)},
+      "wall_seconds": wall_seconds,
+  }

@@ -1,0 +1,284 @@
+"""The study end to end (Algorithm 1 over many rules and seeds), resumable.
+
+1. baseline: one unweighted member per seed, trained as one ensemble;
+2. scores: per-class TPR `s` of each baseline member on the VALIDATION split, or (with
+   `scores.method="crossfit"`) out-of-fold TPRs over the training pool from k fold members per
+   seed trained as one more ensemble (lwi_jax/rules/scores.py);
+3. weights: every (rule x seed) member gets w = W(s) from the baseline member of its seed;
+4. retrain: all members in ONE ensemble, with the same initialisation and data order as their
+   seed's baseline (paired design);
+5. evaluate every member on the TEST split;
+6. compare each rule with the baseline, paired by seed (lwi_jax/report).
+`config.rounds` > 1 repeats 2-5 with the newest validation scores of each member.
+
+Each phase is identified by a fingerprint and saved atomically (lwi_jax/study/phases.py), and
+its training carry is checkpointed every epoch, so running the same command again resumes a
+killed run, or reuses finished phases (adding a rule reuses the baseline).
+
+A member whose loss, parameters or weights become NaN or infinite (checked inside the compiled
+epoch) is reported by name and epoch, gets the status "non_finite", and is left out of every
+comparison; members whose weights would derive from it are not trained on its scores (status
+"source_non_finite"). `run` returns the study's `status`; launch.py turns a failed one into
+exit code `errors.EXIT_NON_FINITE`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from lwi_jax import data as data_lib
+from lwi_jax.member import MemberHParams
+from lwi_jax.parallel import ensemble, sharding
+from lwi_jax.report import outputs
+from lwi_jax.report import results as results_lib
+from lwi_jax.report.results import OK, SOURCE_NON_FINITE
+from lwi_jax.rules import scores as scores_lib
+from lwi_jax.runtime import console, run_control
+from lwi_jax.study import checks, phases
+from lwi_jax.study.trainer import Trainer
+
+Printer = Callable[[str], None]
+
+
+def _print(msg: str) -> None:
+  print(msg, flush=True)
+
+
+def _fmt_vec(v) -> str:
+  return "[" + " ".join(f"{x:.3f}" for x in np.asarray(v)) + "]"
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreSource:
+  """The scores one member's weights derive from, and who measured them.
+
+  `finite` is False when the member(s) that measured them diverged: their predictions are
+  argmaxes of NaN logits, so no weights are derived from them.
+  """
+  tpr: np.ndarray
+  scored_by: str
+  finite: bool
+
+
+class Study:
+  """Runs (or resumes) the phases of one config in its workdir."""
+
+  def __init__(self, config: ml_collections.ConfigDict, log: Printer = _print):
+    self.config = config
+    self.log = log
+    self.specs = checks.validate_config(config)  # fails before any data is loaded
+    self.workdir = os.path.abspath(config.workdir)
+    self._trainer = None
+    self._data = None
+    self._data_hash = None
+    # Per invocation (run() starts them afresh): the phases this study is made of, their clock.
+    self._phase_keys = []
+    self.clock = run_control.PhaseClock(self.workdir, primary=False)
+
+  @property
+  def data(self) -> data_lib.ClassificationData:
+    if self._data is None:
+      d = data_lib.load_dataset(self.config.data)
+      checks.check_data(self.config, d)
+      self._data = d
+      self.log(f"data: {self.config.data.name}  train {len(d.train)}  validation "
+               f"{len(d.validation)}  test {len(d.test)}  classes {list(d.class_names)}")
+      for line in data_lib.summary_lines(d):
+        self.log(line)
+    return self._data
+
+  @property
+  def data_hash(self) -> str:
+    """Content hash of the loaded data (loads it): a phase is only reused for the same data."""
+    if self._data_hash is None:
+      self._data_hash = data_lib.content_hash(self.data)
+    return self._data_hash
+
+  @property
+  def trainer(self) -> Trainer:
+    if self._trainer is None:
+      self._trainer = Trainer(self.config, self.data, self.log)
+    return self._trainer
+
+  def run(self) -> dict:
+    """The study under the workdir lock (primary process only), stopping cleanly on Ctrl-C."""
+    os.makedirs(self.workdir, exist_ok=True)
+    primary = sharding.is_primary()
+    with run_control.workdir_lock(self.workdir, primary, self.log), \
+        run_control.stop_after_epoch(self.log):
+      self.clock = run_control.PhaseClock(self.workdir, primary)
+      self._phase_keys = []
+      return self._run()
+
+  def _run(self) -> dict:
+    """Algorithm 1: baseline, scores, then per round weights + retrain + evaluate; compare."""
+    seeds = list(self.config.seeds)
+    base_key = self._baseline_key()
+    baseline = self._train_baseline(seeds, base_key)                             # 1
+    records = self._score_records(self.config.scores, seeds, baseline, base_key)  # 2
+    sources = {m.label: ScoreSource(records[seeds.index(m.seed)]["tpr"],
+                                    records[seeds.index(m.seed)]["scored_by"],
+                                    records[seeds.index(m.seed)]["finite"])
+               for m in self.specs}
+    rounds = []
+    for r in range(1, int(self.config.rounds) + 1):
+      rounds.append(self._retrain(r, sources, base_key))                         # 3, 4, 5
+      sources = {m.label: ScoreSource(np.asarray(rounds[-1]["validation"][i]["tpr"]),
+                                      f"{m.label} (round {r})", rounds[-1]["status"][i] == OK)
+                 for i, m in enumerate(self.specs)}
+    return self._compare(baseline, rounds, records)                              # 6
+
+  def _baseline_key(self) -> str:
+    """The baseline's fingerprint: the config and the content of what was loaded.
+
+    A learned vocabulary is derived from the data, and so is everything else: the content hash
+    of what was loaded (vocabulary included) is part of every phase's fingerprint.
+    """
+    vocab = self.data.info.get("vocabulary", {}).get("sha256")
+    return phases.fingerprint(self.config, "baseline", *([vocab] if vocab else []),
+                              self.data_hash)
+
+  def _phase(self, name: str, key: str, labels, seeds, rules, make_hparams, extra=None) -> dict:
+    """Loads a finished phase, or trains (resuming from its checkpoints) and saves it.
+
+    `extra(states)` adds fields to the saved result (the crossfit phase's out-of-fold scores).
+    """
+    path = phases.path(self.workdir, name, key)
+    self._phase_keys.append(f"{name}-{key}")
+    if sharding.primary_decides(os.path.exists(path)):
+      self.log(f"[{name}] reusing finished phase {os.path.relpath(path, self.workdir)}")
+      return phases.read(path)
+    self.clock.start(f"{name}-{key}")
+    hparams = make_hparams()
+    hparams_start = jax.tree.map(np.asarray, hparams)
+    states, hp_end, history = self.trainer.fit(
+        name, labels, seeds, hparams,
+        checkpoint_dir=os.path.join(self.workdir, "checkpoints", f"{name}-{key}"),
+        tensorboard_dir=os.path.join(self.workdir, "tensorboard", name), on_epoch=self.clock.tick)
+    result = phases.result(labels, seeds, rules, hparams_start, jax.device_get(hp_end), history,
+                           self.trainer.evaluate(states, "validation", len(seeds)),
+                           self.trainer.evaluate(states, "test", len(seeds)))
+    # per-example test predictions: what the bootstrap and McNemar's test resample (compact ints)
+    result["test_predictions"] = self.trainer.predictions(states, "test", len(seeds))
+    if extra is not None:
+      result.update(extra(states))
+    saved = phases.write(path, result)
+    self.clock.stop()
+    return saved
+
+  def _train_baseline(self, seeds: list[int], base_key: str) -> dict:
+    """Step 1: one unweighted member per seed."""
+    return self._phase(
+        "baseline", base_key, [f"baseline@seed{s}" for s in seeds], seeds, ["baseline"] * len(seeds),
+        lambda: ensemble.stack([MemberHParams.uniform(self.data.num_classes)] * len(seeds)))
+
+  def _score_records(self, cfg, seeds, baseline, base_key) -> list[dict]:
+    """Step 2, per seed: the scores behind round 1's weights, with their counts
+    (scores.score_record).
+
+    Each record also says which members scored it (`scored_by`) and whether they all stayed
+    finite (`finite`): weights are never derived from the predictions of a diverged member.
+    """
+    if cfg.method == "validation":
+      return [dict(scores_lib.score_record(baseline["validation"][i]["confusion"], cfg,
+                                           "validation"), seed=s, scored_by=f"baseline@seed{s}",
+                   finite=baseline["status"][i] == OK) for i, s in enumerate(seeds)]
+    k = int(cfg.folds)
+    folds = {s: scores_lib.stratified_folds(self.data.train.labels, k, s) for s in seeds}
+    pairs = [(s, j) for s in seeds for j in range(k)]
+
+    def out_of_fold(states):
+      preds = self.trainer.predictions(states, "train", len(pairs)).reshape(len(seeds), k, -1)
+      return {"folds": k, "out_of_fold_confusion": [scores_lib.out_of_fold_confusion(
+          preds[i], self.data.train.labels, folds[s], self.data.num_classes)
+          for i, s in enumerate(seeds)]}
+
+    phase = self._phase(
+        "crossfit", phases.fingerprint(self.config, "crossfit", k, base_key),
+        [f"fold{j}@seed{s}" for s, j in pairs], [s for s, _ in pairs],
+        [f"fold{j}" for _, j in pairs],
+        lambda: ensemble.stack([MemberHParams.uniform(self.data.num_classes,
+                                                      example_mask=folds[s] != j)
+                                for s, j in pairs]),
+        extra=out_of_fold)
+    fold_ok = np.reshape([st == OK for st in phase["status"]], (len(seeds), k)).all(1)
+    return [dict(scores_lib.score_record(cm, cfg, f"crossfit:{k}"), seed=s,
+                 scored_by=f"the {k} fold members of seed {s}", finite=bool(ok))
+            for s, cm, ok in zip(seeds, phase["out_of_fold_confusion"], fold_ok)]
+
+  def _weights(self, sources: dict[str, ScoreSource]) -> MemberHParams:
+    """Step 3: every member's MemberHParams from its seed's scores, stacked."""
+    counts, names = self.data.class_counts, self.data.class_names
+    hps = []
+    for m in self.specs:
+      src = sources[m.label]
+      if src.finite:
+        hps.append(m.rule.member_hparams(src.tpr, counts, self.config.train.epochs, names))
+        continue
+      # Scores of a diverged member are argmaxes of NaN logits: derive nothing from them.
+      self.log(f"weights {m.label}: not derived, its source {src.scored_by} is "
+               "non-finite; trained with uniform weights only to keep the ensemble, and "
+               "excluded")
+      hps.append(MemberHParams.uniform(len(counts)))
+    for m, h in zip(self.specs, hps):
+      self.log(f"weights {m.label:<44s} {_fmt_vec(h.class_weights)}"
+               + (f"  sampling {_fmt_vec(h.sample_weights)}" if bool(h.oversample) else ""))
+    return ensemble.stack(hps)
+
+  def _retrain(self, r: int, sources: dict[str, ScoreSource], base_key: str) -> dict:
+    """Steps 3-5 of round `r`: weights, one retrained ensemble, its validation/test scores."""
+    labels = [m.label for m in self.specs]
+    key = phases.fingerprint(self.config, "round", r, labels, base_key,
+                             self.config.scores.to_dict(), self.data_hash)
+    result = self._phase(f"round{r}", key, labels, [m.seed for m in self.specs],
+                         [m.rule.label for m in self.specs], lambda: self._weights(sources))
+    result["scores_used"] = [sources[m.label].tpr for m in self.specs]
+    result["status"] = [st if sources[m.label].finite else SOURCE_NON_FINITE
+                        for m, st in zip(self.specs, result["status"])]
+    return result
+
+  def _compare(self, baseline: dict, rounds: list[dict], records: list[dict]) -> dict:
+    """Step 6: every rule against its seed's baseline; the outputs (process 0 writes them)."""
+    results = results_lib.assemble_results(self.config, self.data, baseline, rounds, self.specs,
+                                           self.clock.wall_seconds(self._phase_keys))
+    results["dataset"]["content_hash"] = self.data_hash
+    self._attach_score_uncertainty(results, records)
+    if not sharding.is_primary():  # one writer: process 0
+      return results
+    outputs.write_outputs(self.workdir, results, self.log)
+    self.log(f"outputs: {self.workdir}/ (report.md, results.json, summary.csv, plots/, "
+             f"tensorboard/); {console.format_seconds(results['wall_seconds'])} in all")
+    return results
+
+  def _attach_score_uncertainty(self, results: dict, records: list[dict]) -> None:
+    """Score records into results.json; each round-1 member gets its weights' intervals."""
+    cfg = self.config.scores
+    results["scores"] = {"config": cfg.to_dict(), "seeds": records}
+    if not results["rounds"]:
+      return
+    counts = self.data.class_counts
+    by_seed = {rec["seed"]: rec for rec in records}
+    for spec, member in zip(self.specs, results["rounds"][0]):
+      member["weight_interval"] = scores_lib.weight_intervals(
+          spec.rule, by_seed[spec.seed], counts, self.config.train.epochs, cfg, spec.seed)
+
+
+def run(config: ml_collections.ConfigDict, log: Printer = _print) -> dict:
+  """Runs (or resumes) the study of `config`; writes everything into `config.workdir`.
+
+  Args:
+    config: a locked study config (configs/*.py).
+    log: where the console lines go.
+
+  Returns:
+    The results dict (results.json); its `status` is "ok", or "non_finite" when any member
+    diverged (report.markdown.failure_line says it in one line).
+  """
+  with sharding.explain_peer_failure():
+    return Study(config, log).run()
