@@ -39,6 +39,7 @@ def create_train_state(model: nn.Module, tx, sample_inputs: jax.Array, key: jax.
 def seed_key(seed) -> jax.Array:
   return jax.random.key(seed)
 
+
 def train_step(state: TrainState, batch: dict, class_weights: jax.Array, rng: jax.Array,
                focal_gamma=0.0, label_smoothing: float = 0.0) -> tuple[TrainState, dict]:
   """One optimizer step of one member on `batch` with loss weights `class_weights` [C].
@@ -207,6 +208,7 @@ def all_finite(tree) -> jax.Array:
   leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves \
       else jnp.bool_(True)
+
 
 def predict_logits(state: TrainState, x: jax.Array, eval_flip: bool = False) -> jax.Array:
   """Logits of one member in evaluation mode. `eval_flip` (config.train.eval_flip, images

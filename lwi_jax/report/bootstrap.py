@@ -33,7 +33,6 @@ from scipy import stats as scipy_stats
 from lwi_jax import metrics
 
 
-
 def resampled_confusions(predictions: np.ndarray, labels: np.ndarray, num_classes: int,
                          num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """(observed [M, C, C], replicates [B, M, C, C]) of members' predictions [M, N].

@@ -21,6 +21,7 @@ TEST_TEXT = {
                 "t-interval; it ignores the test set's own sampling noise)",
     "none": "no test was requested (brackets: paired t-interval where there are >= 2 seeds)"}
 
+
 def _ci(s: dict, scale: float = 1.0, digits: int = 2) -> str:
   if not math.isfinite(s["ci_low"]):
     return f"{s['mean'] * scale:+.{digits}f}"
@@ -33,6 +34,8 @@ def _p(x: float) -> str:
 
 
 def report_markdown(results: dict) -> str:
+  """report.md: the setup, each round's table with per-class TPRs and McNemar's tests, the
+  scores behind the weights, and how to read it."""
   cfg = results["config"]
   ds = results["dataset"]
   names = ds["class_names"]
@@ -196,7 +199,8 @@ def significant_sentence(results: dict) -> str:
   rows = results["comparisons"][-1]
   if results["test"] == "none" or (results["test"] == "paired_t"
                                    and len(results["config"]["seeds"]) < 2):
-    return "No significance test was requested (or fewer than 2 seeds): treat differences as anecdotal."
+    return ("No significance test was requested (or fewer than 2 seeds): treat differences as "
+            "anecdotal.")
   good = [r["rule"] for r in rows
           if math.isfinite(r["D"]["p_holm"]) and r["D"]["p_holm"] < 0.05 and r["D"]["mean"] > 0
           and not (r["delta_accuracy"]["ci_high"] < 0)]

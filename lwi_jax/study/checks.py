@@ -26,6 +26,7 @@ from lwi_jax.rules import members as members_lib
 from lwi_jax.rules import scores as scores_lib
 from lwi_jax.study import train_options
 
+
 def _is_int(v) -> bool:
   return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 

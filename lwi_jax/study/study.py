@@ -175,7 +175,8 @@ class Study:
   def _train_baseline(self, seeds: list[int], base_key: str) -> dict:
     """Step 1: one unweighted member per seed."""
     return self._phase(
-        "baseline", base_key, [f"baseline@seed{s}" for s in seeds], seeds, ["baseline"] * len(seeds),
+        "baseline", base_key, [f"baseline@seed{s}" for s in seeds], seeds,
+        ["baseline"] * len(seeds),
         lambda: ensemble.stack([MemberHParams.uniform(self.data.num_classes)] * len(seeds)))
 
   def _score_records(self, cfg, seeds, baseline, base_key) -> list[dict]:
