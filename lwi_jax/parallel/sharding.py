@@ -75,9 +75,7 @@ def initialize_distributed(config) -> bool:
 
   def connect():
     try:
-      # JAX's own timeout ends the process with SIGABRT and a C++ stack: it gets a margin so
-      # that this function's timeout, which names the processes, always fires first.
-      jax.distributed.initialize(**kwargs, initialization_timeout=wait + INIT_MARGIN_SECONDS,
+      jax.distributed.initialize(**kwargs, initialization_timeout=wait,
                                  heartbeat_timeout_seconds=int(
                                      cfg.get("heartbeat_timeout_seconds", 60)))
     except BaseException as e:  # pylint: disable=broad-except
@@ -85,21 +83,23 @@ def initialize_distributed(config) -> bool:
 
   thread = threading.Thread(target=connect, daemon=True, name="jax-distributed-initialize")
   thread.start()
-  thread.join(wait)
+  # JAX's own timeout ends the process with SIGABRT and a C++ stack: this one, which names the
+  # missing processes, fires a little earlier.
+  thread.join(wait - min(INIT_MARGIN_SECONDS, wait / 4))
   if thread.is_alive():
     me, n = kwargs.get("process_id"), kwargs.get("num_processes")
     others = ([i for i in range(n) if i != me] if me is not None and n else "the others")
     raise PeerTimeout(
         f"process {me if me is not None else '?'} of {n or '?'}: process(es) {others} did not "
         f"join at {kwargs.get('coordinator_address', 'the auto-detected coordinator')} within "
-        f"{wait} s (train.init_timeout_seconds): start the same command in every process "
+        f"{wait:g} s (train.init_timeout_seconds): start the same command in every process "
         "(each with its own train.process_id), or raise train.init_timeout_seconds")
   if failure:
     raise failure[0]
   return True
 
 
-INIT_MARGIN_SECONDS = 30
+INIT_MARGIN_SECONDS = 5
 
 
 class PeerTimeout(ValueError):
