@@ -89,17 +89,43 @@ def training_curves(results: dict):
   return fig
 
 
-def write_all(directory: str, results: dict) -> None:
+# Every file name write_all can produce. A rerun removes those it did not write this time (a
+# study without a best rule must not keep the last run's confusion_best.png); files of any
+# other name in plots/ are the user's and are never touched.
+OUTPUT_NAMES = ("tpr_bars.png", "confusion_baseline.png", "confusion_best.png",
+                "training_curves.png")
+
+
+def remove_stale(directory: str, written: set[str]) -> list[str]:
+  """Removes this module's outputs in `directory` that are not in `written`; returns them.
+
+  os.remove of one name is atomic: a reader sees the old file or none, never half of one.
+  """
+  stale = [n for n in OUTPUT_NAMES if n not in written
+           and os.path.isfile(os.path.join(directory, n))]
+  for name in stale:
+    os.remove(os.path.join(directory, name))
+  return stale
+
+
+def write_all(directory: str, results: dict) -> list[str]:
+  """Writes every figure of `results` into `directory`; returns the stale ones it removed."""
+  written = set()
+
+  def save(fig, name):
+    _save(fig, os.path.join(directory, name))
+    written.add(name)
+
   names = results["dataset"]["class_names"]
-  _save(tpr_bars(results), os.path.join(directory, "tpr_bars.png"))
+  save(tpr_bars(results), "tpr_bars.png")
   base_cm = np.sum([m["test"]["confusion"] for m in _finite(results["baseline"])], axis=0)
-  _save(confusion(base_cm, names, "baseline (summed over seeds)"),
-        os.path.join(directory, "confusion_baseline.png"))
+  save(confusion(base_cm, names, "baseline (summed over seeds)"), "confusion_baseline.png")
   best = results["best_rule"]  # chosen in reporting.best_rule (criterion in report.md)
   if best["rule"] is not None:
     cm = np.sum([m["test"]["confusion"] for m in _finite(results["rounds"][-1])
                  if m["rule"] == best["rule"]], axis=0)
-    _save(confusion(cm, names, f"{best['rule']} (best rule: largest mean D within "
-                    f"{best['max_accuracy_drop']:g} pts of accuracy; summed over seeds)"),
-          os.path.join(directory, "confusion_best.png"))
-  _save(training_curves(results), os.path.join(directory, "training_curves.png"))
+    save(confusion(cm, names, f"{best['rule']} (best rule: largest mean D within "
+                   f"{best['max_accuracy_drop']:g} pts of accuracy; summed over seeds)"),
+         "confusion_best.png")
+  save(training_curves(results), "training_curves.png")
+  return remove_stale(directory, written)
