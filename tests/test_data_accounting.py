@@ -115,3 +115,12 @@ def test_a_non_finite_feature_is_refused_naming_the_column(tmp_path):
   with pytest.raises(DataError, match=r":41: feature 'num' is not finite"):
     data_lib.load_dataset(_cfg(path=_numbers_file(tmp_path, cells), test_fraction=0.5,
                                split_seed=3))
+
+
+def test_eval_batches_are_no_larger_than_the_split():
+  from lwi_jax import train
+  x = np.zeros((20, 10_000), np.int32)  # 20 long texts; eval_batch_size=1000 would pad 50x
+  xb, yb, mb = train.batch_for_eval(x, np.zeros(20, np.int32), 1000)
+  assert xb.shape == (1, 20, 10_000) and mb.all()
+  xb, _, mb = train.batch_for_eval(x, np.zeros(20, np.int32), 8)
+  assert xb.shape == (3, 8, 10_000) and mb.sum() == 20

@@ -40,7 +40,7 @@ from lwi_jax.report import results as results_lib
 from lwi_jax.report.results import OK, SOURCE_NON_FINITE
 from lwi_jax.rules import scores as scores_lib
 from lwi_jax.runtime import console, run_control
-from lwi_jax.study import checks, phases
+from lwi_jax.study import checks, memory, phases
 from lwi_jax.study.trainer import Trainer
 
 Printer = Callable[[str], None]
@@ -103,7 +103,10 @@ class Study:
   @property
   def trainer(self) -> Trainer:
     if self._trainer is None:
-      self._trainer = Trainer(self.config, self.data, self.log)
+      trainer = Trainer(self.config, self.data, self.log)
+      parts = memory.estimate(self.config, self.data, trainer.model, trainer.tx, len(self.specs))
+      self.log(memory.check(parts, memory.available_bytes(), len(self.specs)))
+      self._trainer = trainer
     return self._trainer
 
   def run(self) -> dict:
