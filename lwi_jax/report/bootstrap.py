@@ -20,9 +20,13 @@ were trained (the paired t-test, `compare.test=paired_t`, looks at that spread i
 ignores the test set's noise). tests/test_bootstrap.py checks the interval's coverage on
 synthetic studies with a null and a planted effect.
 
-Replicates are computed as confusion matrices: for class c, the multinomial resampling counts
-[B, n_c] times the one-hot predictions [n_c, M*C] give every member's row c in every replicate
-(one product per class, no per-replicate loop).
+Replicates are per-class counts, not confusion matrices (`resampled_counts`): with the
+multinomial resampling counts [B, n_c] of class c, a replicate's correct predictions of class c
+are counts @ correct [n_c, M], and the examples predicted as each class (precision, hence
+macro-F1) one weighted bincount per member. Memory and work are O(B * M * C) and O(B * M * N),
+where the confusion matrices were O(B * M * C^2) (1,000 classes: terabytes). Every count is an
+exact integer in float64 and the scores use the same formulas (metrics.summarize_counts), so the
+results are the same numbers `resampled_confusions` (kept as the reference) gives.
 """
 
 from __future__ import annotations
@@ -65,6 +69,46 @@ def resampled_confusions(predictions: np.ndarray, labels: np.ndarray, num_classe
   return observed, reps
 
 
+def resampled_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: int,
+                     num_samples: int, seed: int) -> tuple[tuple, tuple]:
+  """Per-class counts of `resampled_confusions`' matrices, without the matrices.
+
+  Returns (observed, replicates), each (tp, support, predicted, total): tp, support and
+  predicted are [M, C] (observed) and [B, M, C] (replicates), float64; total [M] / [B, M]. The
+  same random draws as `resampled_confusions` (class by class, same generator).
+  """
+  predictions = np.asarray(predictions, np.int64)
+  labels = np.asarray(labels, np.int64)
+  m, n = predictions.shape
+  if labels.shape != (n,):
+    raise ValueError(f"predictions {predictions.shape} and labels {labels.shape} disagree")
+  rng = np.random.default_rng([int(seed), 3_000_017])
+  obs = [np.zeros((m, num_classes), np.float64) for _ in range(3)]
+  reps = [np.zeros((num_samples, m, num_classes), np.float64) for _ in range(3)]
+  offsets = num_classes * np.arange(num_samples)[:, None]
+  for c in range(num_classes):
+    idx = np.flatnonzero(labels == c)
+    if idx.size == 0:
+      continue
+    preds = predictions[:, idx]  # [M, n_c]
+    obs[0][:, c] = (preds == c).sum(1)
+    obs[1][:, c] = idx.size
+    for k in range(m):
+      obs[2][k] += np.bincount(preds[k], minlength=num_classes)
+    draws = rng.integers(0, idx.size, (num_samples, idx.size))  # n_c draws with replacement
+    counts = np.bincount((draws + idx.size * np.arange(num_samples)[:, None]).ravel(),
+                         minlength=num_samples * idx.size).reshape(num_samples, idx.size)
+    counts = counts.astype(np.float64)
+    # einsum's own loop, not BLAS (see resampled_confusions)
+    reps[0][:, :, c] = np.einsum("bi,ik->bk", counts, (preds == c).T.astype(np.float64))
+    reps[1][:, :, c] = idx.size
+    for k in range(m):
+      reps[2][:, k, :] += np.bincount((offsets + preds[k][None, :]).ravel(), counts.ravel(),
+                                      minlength=num_samples * num_classes
+                                      ).reshape(num_samples, num_classes)
+  return (*obs, obs[1].sum(-1)), (*reps, reps[1].sum(-1))
+
+
 def summary(point: float, draws: np.ndarray, confidence: float = 0.95) -> dict:
   """Point estimate, bootstrap SD, percentile interval and its two-sided p-value."""
   draws = np.asarray(draws, np.float64)
@@ -95,7 +139,7 @@ def compare_with_baseline(baseline_preds: np.ndarray, rule_preds: np.ndarray,
       (paired).
     labels: the true classes [N] of the shared test set.
     num_classes: C.
-    num_samples: bootstrap replicates (config.compare.bootstrap_samples).
+    num_samples: bootstrap replicates (config.compare.bootstrap_samples); 0: McNemar only.
     seed: the resampling seed (config.compare.bootstrap_seed).
     confidence: of the percentile intervals.
 
@@ -108,19 +152,21 @@ def compare_with_baseline(baseline_preds: np.ndarray, rule_preds: np.ndarray,
     raise ValueError(f"paired predictions must both be [seeds, N]: {baseline_preds.shape} vs "
                      f"{rule_preds.shape}")
   s = baseline_preds.shape[0]
-  observed, reps = resampled_confusions(np.concatenate([baseline_preds, rule_preds]), labels,
-                                        num_classes, num_samples, seed)
-  obs = metrics.summarize_confusion(observed, np)
-  rep = metrics.summarize_confusion(reps, np)
+  labels = np.asarray(labels)
+  mcnemars = [mcnemar(baseline_preds[i] == labels, rule_preds[i] == labels) for i in range(s)]
+  if num_samples == 0:  # compare.test != 'bootstrap': McNemar only, no resampling work
+    return {"mcnemar": mcnemars}
+  observed, reps = resampled_counts(np.concatenate([baseline_preds, rule_preds]), labels,
+                                    num_classes, num_samples, seed)
+  obs = metrics.summarize_counts(*observed, np)
+  rep = metrics.summarize_counts(*reps, np)
 
   def paired(key, sign):
     diff = lambda x: sign * (x[..., s:] - x[..., :s]).mean(-1)
     return summary(diff(obs[key]), diff(rep[key]), confidence)
 
-  labels = np.asarray(labels)
   out = {name: paired(key, sign) for name, key, sign in metrics.PAIRED_DIFFERENCES}
-  out["mcnemar"] = [mcnemar(baseline_preds[i] == labels, rule_preds[i] == labels)
-                    for i in range(s)]
+  out["mcnemar"] = mcnemars
   return out
 
 
