@@ -6,6 +6,8 @@ label spellings merged, and the rows data.balance keeps of each class; then the 
 
 from __future__ import annotations
 
+SHOWN_CLASSES = 30  # per-class counts on the console; results.json keeps every class
+
 
 def summary_lines(info: dict) -> list[str]:
   """Console lines for a tabular source; [] for other sources."""
@@ -20,6 +22,12 @@ def summary_lines(info: dict) -> list[str]:
     lines.append(f"  label spellings merged (data.merge_label_variants): "
                  f"{info['merged_label_variants']}")
   if info["balanced_per_class"]:
-    lines.append("  rows used / labelled per class: " + ", ".join(
-        f"{name} {used[name]}/{n}" for name, n in info["rows_per_class"].items()))
+    shown = list(info["rows_per_class"].items())
+    many = len(shown) > SHOWN_CLASSES
+    if many:  # the classes balancing cut most
+      shown = sorted(shown, key=lambda kv: used[kv[0]] - kv[1])[:SHOWN_CLASSES]
+    lines.append("  rows used / labelled per class: "
+                 + ", ".join(f"{name} {used[name]}/{n}" for name, n in shown)
+                 + (f" (the {SHOWN_CLASSES} most cut of {len(used)} classes; all of them in "
+                    "results.json)" if many else ""))
   return lines + [f"WARNING: {w}" for w in info["warnings"]]

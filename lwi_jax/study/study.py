@@ -50,8 +50,13 @@ def _print(msg: str) -> None:
   print(msg, flush=True)
 
 
-def _fmt_vec(v) -> str:
-  return "[" + " ".join(f"{x:.3f}" for x in np.asarray(v)) + "]"
+def _fmt_vec(v, shown: int = 30) -> str:
+  """Every value up to `shown` classes; above, their range (a 1,000-class line is unreadable)."""
+  v = np.asarray(v)
+  if v.size > shown:
+    return (f"[{v.size} classes: min {v.min():.3f}, median {np.median(v):.3f}, "
+            f"max {v.max():.3f}]")
+  return "[" + " ".join(f"{x:.3f}" for x in v) + "]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +93,9 @@ class Study:
       checks.check_data(self.config, d)
       self._data = d
       self.log(f"data: {self.config.data.name}  train {len(d.train)}  validation "
-               f"{len(d.validation)}  test {len(d.test)}  classes {list(d.class_names)}")
+               f"{len(d.validation)}  test {len(d.test)}  classes "
+               + (f"{list(d.class_names)}" if d.num_classes <= 30 else
+                  f"{d.num_classes} ({', '.join(d.class_names[:5])}, ...)"))
       for line in data_lib.summary_lines(d):
         self.log(line)
     return self._data
