@@ -8,8 +8,11 @@ from lwi_jax import metrics
 from lwi_jax.report import bootstrap
 
 
-@pytest.mark.parametrize("num_classes, seed", [(3, 0), (7, 1), (12, 2)])
-def test_per_class_counts_give_identical_scores_on_random_data(num_classes, seed):
+@pytest.mark.parametrize("num_classes, seed, pending", [(3, 0, None), (7, 1, None), (12, 2, 50)])
+def test_per_class_counts_give_identical_scores_on_random_data(num_classes, seed, pending,
+                                                                monkeypatch):
+  if pending:  # several partial bincounts instead of one
+    monkeypatch.setattr(bootstrap, "PENDING_CELLS", pending)
   rng = np.random.default_rng(seed)
   labels = rng.integers(0, num_classes, 150)
   labels[:num_classes - 1] = np.arange(num_classes - 1)  # every class but the last present

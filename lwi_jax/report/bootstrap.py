@@ -69,6 +69,9 @@ def resampled_confusions(predictions: np.ndarray, labels: np.ndarray, num_classe
   return observed, reps
 
 
+PENDING_CELLS = 1 << 22  # (replicate, example) cells gathered before one bincount per member
+
+
 def resampled_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: int,
                      num_samples: int, seed: int) -> tuple[tuple, tuple]:
   """Per-class counts of `resampled_confusions`' matrices, without the matrices.
@@ -86,6 +89,19 @@ def resampled_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: i
   obs = [np.zeros((m, num_classes), np.float64) for _ in range(3)]
   reps = [np.zeros((num_samples, m, num_classes), np.float64) for _ in range(3)]
   offsets = num_classes * np.arange(num_samples)[:, None]
+  # Examples predicted as each class, per replicate: (replicate, predicted class) cells and
+  # their resampling counts, gathered over classes and added by one weighted bincount per
+  # member every PENDING_CELLS cells (a bincount per class would cost O(B * C) each: O(B * C^2)).
+  pending, size = [], 0
+
+  def flush():
+    for k in range(m):
+      cells = np.concatenate([p[0][k] for p in pending])
+      weights = np.concatenate([p[1] for p in pending])
+      reps[2][:, k, :] += np.bincount(cells, weights, minlength=num_samples * num_classes
+                                      ).reshape(num_samples, num_classes)
+    pending.clear()
+
   for c in range(num_classes):
     idx = np.flatnonzero(labels == c)
     if idx.size == 0:
@@ -102,10 +118,13 @@ def resampled_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: i
     # einsum's own loop, not BLAS (see resampled_confusions)
     reps[0][:, :, c] = np.einsum("bi,ik->bk", counts, (preds == c).T.astype(np.float64))
     reps[1][:, :, c] = idx.size
-    for k in range(m):
-      reps[2][:, k, :] += np.bincount((offsets + preds[k][None, :]).ravel(), counts.ravel(),
-                                      minlength=num_samples * num_classes
-                                      ).reshape(num_samples, num_classes)
+    pending.append(([(offsets + preds[k][None, :]).ravel() for k in range(m)], counts.ravel()))
+    size += counts.size
+    if size >= PENDING_CELLS:
+      flush()
+      size = 0
+  if pending:
+    flush()
   return (*obs, obs[1].sum(-1)), (*reps, reps[1].sum(-1))
 
 
