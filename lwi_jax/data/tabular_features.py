@@ -9,9 +9,9 @@ Per column kind:
 - numeric: missing values -> the training mean; then standardised with the training mean and
   standard deviation (a constant column gets std 1), in float64 and, for values whose squares
   would overflow (|x| > 1e150), after dividing by the largest training magnitude, so a column
-  of huge values is standardised, never zeroed or turned into NaN. If the column has missing values in the
-  training split it also gets a 0/1 "missing" indicator column, so the model can tell an
-  imputed mean from a real one.
+  of huge values is standardised, never zeroed or turned into NaN. If the column has missing
+  values in the training split it also gets a 0/1 "missing" indicator column, so the model can
+  tell an imputed mean from a real one.
 - categorical: one-hot over the training split's categories (a missing value is its own
   category, '<missing>'), the `max_categories` most frequent kept, plus one slot for every
   category never seen in training (or beyond the cap): '<other>'.

@@ -21,7 +21,7 @@ def summary_lines(info: dict) -> list[str]:
   if info["merged_label_variants"]:
     lines.append(f"  label spellings merged (data.merge_label_variants): "
                  f"{info['merged_label_variants']}")
-  if info["balanced_per_class"]:
+  if any(used[name] < n for name, n in info["rows_per_class"].items()):  # balancing cut some
     shown = list(info["rows_per_class"].items())
     many = len(shown) > SHOWN_CLASSES
     if many:  # the classes balancing cut most

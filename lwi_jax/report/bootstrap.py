@@ -38,18 +38,31 @@ from lwi_jax import metrics
 
 
 
+def _checked(predictions, labels, seed: int):
+  """(predictions [M, N] int64, labels [N] int64, the resampling generator of `seed`)."""
+  predictions = np.asarray(predictions, np.int64)
+  labels = np.asarray(labels, np.int64)
+  if labels.shape != (predictions.shape[1],):
+    raise ValueError(f"predictions {predictions.shape} and labels {labels.shape} disagree")
+  return predictions, labels, np.random.default_rng([int(seed), 3_000_017])
+
+
+def _class_counts(rng, n_c: int, num_samples: int) -> np.ndarray:
+  """[B, n_c]: how often each of a class's n_c examples is drawn (n_c draws with replacement)
+  in each replicate; both formulations consume the generator identically through this."""
+  draws = rng.integers(0, n_c, (num_samples, n_c))
+  return np.bincount((draws + n_c * np.arange(num_samples)[:, None]).ravel(),
+                     minlength=num_samples * n_c).reshape(num_samples, n_c)
+
+
 def resampled_confusions(predictions: np.ndarray, labels: np.ndarray, num_classes: int,
                          num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """(observed [M, C, C], replicates [B, M, C, C]) of members' predictions [M, N].
 
   Every member sees the same stratified resample of the examples in a replicate (pairing).
   """
-  predictions = np.asarray(predictions, np.int64)
-  labels = np.asarray(labels, np.int64)
-  m, n = predictions.shape
-  if labels.shape != (n,):
-    raise ValueError(f"predictions {predictions.shape} and labels {labels.shape} disagree")
-  rng = np.random.default_rng([int(seed), 3_000_017])
+  predictions, labels, rng = _checked(predictions, labels, seed)
+  m = predictions.shape[0]
   observed = np.zeros((m, num_classes, num_classes), np.int64)
   reps = np.zeros((num_samples, m, num_classes, num_classes), np.float64)
   for c in range(num_classes):
@@ -58,9 +71,7 @@ def resampled_confusions(predictions: np.ndarray, labels: np.ndarray, num_classe
       continue
     onehot = np.eye(num_classes)[predictions[:, idx]]  # [M, n_c, C]
     observed[:, c, :] = onehot.sum(1)
-    draws = rng.integers(0, idx.size, (num_samples, idx.size))  # n_c draws with replacement
-    counts = np.bincount((draws + idx.size * np.arange(num_samples)[:, None]).ravel(),
-                         minlength=num_samples * idx.size).reshape(num_samples, idx.size)
+    counts = _class_counts(rng, idx.size, num_samples)
     flat = onehot.transpose(1, 0, 2).reshape(idx.size, m * num_classes)
     # einsum's own loop, not BLAS: a multi-threaded BLAS on these small products is ~100x
     # slower on a loaded machine (thread contention), and this is not where time matters
@@ -80,12 +91,8 @@ def resampled_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: i
   predicted are [M, C] (observed) and [B, M, C] (replicates), float64; total [M] / [B, M]. The
   same random draws as `resampled_confusions` (class by class, same generator).
   """
-  predictions = np.asarray(predictions, np.int64)
-  labels = np.asarray(labels, np.int64)
-  m, n = predictions.shape
-  if labels.shape != (n,):
-    raise ValueError(f"predictions {predictions.shape} and labels {labels.shape} disagree")
-  rng = np.random.default_rng([int(seed), 3_000_017])
+  predictions, labels, rng = _checked(predictions, labels, seed)
+  m = predictions.shape[0]
   obs = [np.zeros((m, num_classes), np.float64) for _ in range(3)]
   reps = [np.zeros((num_samples, m, num_classes), np.float64) for _ in range(3)]
   offsets = num_classes * np.arange(num_samples)[:, None]
@@ -111,9 +118,7 @@ def resampled_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: i
     obs[1][:, c] = idx.size
     for k in range(m):
       obs[2][k] += np.bincount(preds[k], minlength=num_classes)
-    draws = rng.integers(0, idx.size, (num_samples, idx.size))  # n_c draws with replacement
-    counts = np.bincount((draws + idx.size * np.arange(num_samples)[:, None]).ravel(),
-                         minlength=num_samples * idx.size).reshape(num_samples, idx.size)
+    counts = _class_counts(rng, idx.size, num_samples)
     counts = counts.astype(np.float64)
     # einsum's own loop, not BLAS (see resampled_confusions)
     reps[0][:, :, c] = np.einsum("bi,ik->bk", counts, (preds == c).T.astype(np.float64))
