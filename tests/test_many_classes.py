@@ -61,3 +61,16 @@ def test_report_above_30_classes_lists_worst_and_best_classes():
   assert max(len(line) for line in report.splitlines()) < 400
   assert "no `plots/confused_pairs_best.png`" in report
   assert "`plots/tpr_sorted.png`, `plots/confused_pairs_baseline.png`" in report
+
+
+def test_scores_section_above_30_classes_shows_the_extreme_scores():
+  results = _results(None)
+  raw = np.linspace(0.1, 0.9, C)
+  results["scores"] = {
+      "config": {"confidence": 0.95, "method": "validation", "shrinkage": "none"},
+      "seeds": [{"seed": 0, "n": np.full(C, 5), "raw": raw, "wilson_low": raw / 2,
+                 "wilson_high": raw, "tpr": raw}]}
+  lines = markdown.scores_section(results)
+  header = next(line for line in lines if line.startswith("| seed |"))
+  assert header.count("| class") == 15 and "class00 |" in header and "class39 |" in header
+  assert "the 10 lowest and 5 highest scores of seed 0 of 40 classes" in "\n".join(lines)

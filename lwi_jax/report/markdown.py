@@ -265,7 +265,13 @@ def scores_section(results: dict) -> list[str]:
   sc = results.get("scores")
   if not sc:
     return []
-  names = results["dataset"]["class_names"]
+  all_names = results["dataset"]["class_names"]
+  cols = np.arange(len(all_names))
+  if len(all_names) > MANY_CLASSES:  # the lowest and highest scores of the first seed
+    order = np.argsort(np.asarray(sc["seeds"][0]["raw"]), kind="stable")
+    cols = np.concatenate([order[:WORST_SHOWN], order[-BEST_SHOWN:]])
+  names = [all_names[i] for i in cols]
+  pick = lambda v: np.asarray(v)[cols]
   conf = sc["config"]["confidence"]
   how = ("out-of-fold predictions of " + str(sc["config"]["folds"]) + " fold members per seed "
          "over the training pool" if sc["config"]["method"] == "crossfit"
@@ -274,15 +280,18 @@ def scores_section(results: dict) -> list[str]:
            f"Per-class TPR s from {how}; brackets: {conf:.0%} Wilson intervals; n = examples "
            f"scored per class. Shrinkage: `{sc['config']['shrinkage']}`"
            + (" (the rules used the shrunk s in the last line of each seed)."
-              if sc["config"]["shrinkage"] != "none" else "."), "",
+              if sc["config"]["shrinkage"] != "none" else ".")
+           + (f" Shown: the {WORST_SHOWN} lowest and {BEST_SHOWN} highest scores of seed "
+              f"{sc['seeds'][0]['seed']} of {len(all_names)} classes (all: `results.json`)."
+              if len(cols) < len(all_names) else ""), "",
            "| seed | n/class | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
   for rec in sc["seeds"]:
     n = np.asarray(rec["n"])
     lines.append(f"| {rec['seed']} | {int(n.min())}–{int(n.max())} | " + " | ".join(
         f"{_percent(s)} [{_percent(lo)}, {_percent(hi)}]" for s, lo, hi in
-        zip(rec["raw"], rec["wilson_low"], rec["wilson_high"])) + " |")
+        zip(pick(rec["raw"]), pick(rec["wilson_low"]), pick(rec["wilson_high"]))) + " |")
     if sc["config"]["shrinkage"] != "none":
-      lines.append(f"| {rec['seed']} shrunk | | " + " | ".join(_percent(s) for s in rec["tpr"])
+      lines.append(f"| {rec['seed']} shrunk | | " + " | ".join(_percent(s) for s in pick(rec["tpr"]))
                    + " |")
   rows = [m for m in results["rounds"][0] if m.get("weight_interval")] if results["rounds"] else []
   if rows:
@@ -291,10 +300,11 @@ def scores_section(results: dict) -> list[str]:
               "| member | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for m in rows:
       field = "sample_weights" if m.get("rule_name") == "oversample" else "class_weights"
-      w = np.asarray(m["initial_class_weights" if field == "class_weights" else field])
+      w = pick(m["initial_class_weights" if field == "class_weights" else field])
       iv = m["weight_interval"][field]
       lines.append(f"| {m['label']} | " + " | ".join(
-          f"{x:.2f} [{lo:.2f}, {hi:.2f}]" for x, lo, hi in zip(w, iv["low"], iv["high"])) + " |")
+          f"{x:.2f} [{lo:.2f}, {hi:.2f}]" for x, lo, hi in zip(w, pick(iv["low"]),
+                                                                pick(iv["high"]))) + " |")
   lines.append("")
   return lines
 
