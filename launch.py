@@ -20,8 +20,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   console.configure_logging()  # library INFO logs only with --verbosity
-  sharding.initialize_distributed(_CONFIG.value)  # before anything else touches JAX
   def study():
+    sharding.initialize_distributed(_CONFIG.value)  # before anything else touches JAX
     failure = markdown.failure_line(study_lib.run(_CONFIG.value))
     if failure:  # the outputs are written and flag it; the exit code must too
       print(failure, file=sys.stderr, flush=True)

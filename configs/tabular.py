@@ -82,4 +82,8 @@ def get_config(preset: str = "satimage") -> ml_collections.ConfigDict:
     config.data.name = "letter"
   if preset == "csv":
     config.data.name = "tabular"
+    # Issue #25; only here, so the bundled presets' phase fingerprints stay as they were.
+    config.data.decimal = "."  # or ',': '3,5' is 3.5 and '12.340,5' is 12340.5 (tabular_table.py)
+    config.data.multiline_fields = False  # True: quoted fields may hold line breaks
+    config.data.merge_label_variants = False  # True: 'A' and 'a ' become one class, else warned
   return config

@@ -43,15 +43,26 @@ def summarize_confusion(cm, xp=jnp) -> dict:
   """
   chex.assert_rank(cm, {2, 3, 4})
   cm = xp.asarray(cm).astype(xp.float32 if xp is jnp else xp.float64)
-  tp = xp.diagonal(cm, axis1=-2, axis2=-1)
-  tpr = tp / xp.maximum(cm.sum(-1), 1.0)
-  precision = tp / xp.maximum(cm.sum(-2), 1.0)
+  return summarize_counts(xp.diagonal(cm, axis1=-2, axis2=-1), cm.sum(-1), cm.sum(-2),
+                          cm.sum((-2, -1)), xp)
+
+
+def summarize_counts(tp, support, predicted, total, xp=jnp) -> dict:
+  """`summarize_confusion` from per-class counts [..., C]: O(C), not O(C^2), per matrix.
+
+  Args:
+    tp: correct predictions of each class; support: examples of each class (row sums);
+    predicted: examples predicted as each class (column sums); total: examples [...].
+    xp: `jnp` or `np`; the counts must already be in the float type of that module.
+  """
+  tpr = tp / xp.maximum(support, 1.0)
+  precision = tp / xp.maximum(predicted, 1.0)
   f1 = 2 * precision * tpr / xp.maximum(precision + tpr, 1e-12)
   return {
       "tpr": tpr,
       "precision": precision,
       "f1": f1,
-      "accuracy": tp.sum(-1) / xp.maximum(cm.sum((-2, -1)), 1.0),
+      "accuracy": tp.sum(-1) / xp.maximum(total, 1.0),
       "macro_f1": f1.mean(-1),
       "var_tpr": xp.mean((tpr - tpr.mean(-1, keepdims=True)) ** 2, -1),
       "worst_tpr": tpr.min(-1),

@@ -252,8 +252,13 @@ def predict_labels(state: TrainState, inputs: jax.Array, mask: jax.Array,
 
 
 def batch_for_eval(inputs: np.ndarray, labels: np.ndarray, batch_size: int):
-  """Pads an eval split to whole batches: (inputs [S,B,...], labels [S,B], mask [S,B])."""
+  """Pads an eval split to whole batches: (inputs [S,B,...], labels [S,B], mask [S,B]).
+
+  B is `batch_size`, or the split's size when that is smaller: padding a 20-row split of long
+  texts to a 1000-row batch multiplied its memory by 50 (an OOM kill, issue #25).
+  """
   n = labels.shape[0]
+  batch_size = max(1, min(batch_size, n))
   steps = max(1, -(-n // batch_size))
   pad = steps * batch_size - n
   inputs = np.concatenate([inputs, np.zeros((pad,) + inputs.shape[1:], inputs.dtype)])

@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from lwi_jax.data import cifar10, csv_source, tabular, text_report
+from lwi_jax.data import cifar10, csv_source, tabular, tabular_report, text_report
 from lwi_jax.data import names as names_source
 from lwi_jax.data.content_hash import content_hash
 from lwi_jax.data.errors import DataError
@@ -45,5 +45,6 @@ def load_dataset(cfg) -> ClassificationData:
 
 
 def summary_lines(data: ClassificationData) -> list[str]:
-  """Console lines about what a source did to the data (text: per-class facts and warnings)."""
-  return text_report.summary_lines(data.info)
+  """Console lines about what a source did to the data (text: per-class facts and warnings;
+  tabular: rows read, dropped, merged and balanced away, and warnings)."""
+  return text_report.summary_lines(data.info) + tabular_report.summary_lines(data.info)

@@ -29,6 +29,9 @@ from lwi_jax.data.errors import DataError
 from lwi_jax.data.splits import held_out_count, per_class_subset, stratified_split
 from lwi_jax.data.types import ClassificationData, Split
 
+# data.balance keeping less than this share of the labelled rows is a console WARNING (the
+# per-class counts are printed either way).
+BALANCE_WARN_SHARE = 0.5
 # name -> (file in lwi_jax/data/tabular_data, label column); see ATTRIBUTION.md there.
 BUNDLED = {"satimage": ("satimage.csv.gz", "class"), "letter": ("letter.csv.gz", "letter")}
 
@@ -85,11 +88,18 @@ def make_tabular_data(table: tabular_table.RawTable, label_column: str, cfg,
   if label_column not in table.header:
     raise DataError(f"{path}:1: label column {label_column!r} not in the header "
                     f"{list(table.header)}; set data.label_column")
-  label_strings = table.columns[label_column]
-  empty = np.flatnonzero(label_strings == "")
-  if empty.size:
-    raise DataError(f"{path}:{table.lines[empty[0]]}: column {label_column!r}: empty label "
-                    f"({empty.size} row(s))")
+  missing_values = tuple(cfg.get("missing_values", tabular_table.DEFAULT_MISSING))
+  rows_read = len(table)
+  no_label = tabular_table.missing_mask(table.columns[label_column], missing_values)
+  dropped_lines = table.lines[no_label]
+  if no_label.any():
+    table = table.take(np.flatnonzero(~no_label))
+  label_strings, warnings, merged = _label_spellings(
+      table.columns[label_column], label_column, bool(cfg.get("merge_label_variants", False)))
+  if dropped_lines.size:
+    shown = ", ".join(map(str, dropped_lines[:5])) + (" ..." if dropped_lines.size > 5 else "")
+    warnings.insert(0, f"{dropped_lines.size} of {rows_read} rows have no label (a value of "
+                    f"data.missing_values in column {label_column!r}, lines {shown}): dropped")
   class_names = tabular_table.class_order(label_strings.tolist())
   if len(class_names) < 2:
     raise DataError(f"{path}: column {label_column!r} has only the class {class_names}; a "
@@ -102,15 +112,23 @@ def make_tabular_data(table: tabular_table.RawTable, label_column: str, cfg,
       path, label_column, class_names, labels[rows], table.lines[rows],
       float(cfg.get("test_fraction", 0.2)), float(cfg.validation_fraction)))
 
-  missing_values = tuple(cfg.get("missing_values", tabular_table.DEFAULT_MISSING))
   strings = {c: table.columns[c] for c in kinds}
   missing = {c: tabular_table.missing_mask(table.columns[c], missing_values) for c in kinds}
   transform = tabular_features.fit(kinds, numbers, strings, missing, splits["train"],
                                    int(cfg.get("max_categories", 50)))
-  take = lambda r: Split(transform.transform(numbers, strings, missing, r), labels[r])
+  take = lambda r: Split(_finite(transform, transform.transform(numbers, strings, missing, r),
+                                 path, table.lines[r]), labels[r])
+  kept = np.bincount(labels[np.concatenate(list(splits.values()))], minlength=len(class_names))
+  if cfg.get("balance", False) and kept.sum() < BALANCE_WARN_SHARE * counts.sum():
+    warnings.append(f"data.balance=True uses {kept.sum()} of {counts.sum()} labelled rows "
+                    f"({100 * kept.sum() / counts.sum():.1f}%): every class is cut to the "
+                    f"smallest one's {counts.min()} rows (data.balance=False keeps every row)")
   info = dict(info or {})
   info.update({
-      "path": os.path.abspath(path), "rows": len(table),
+      "path": os.path.abspath(path), "rows": len(table), "rows_read": rows_read,
+      "dropped_missing_label": int(dropped_lines.size), "merged_label_variants": merged,
+      "rows_used_per_class": {n: int(k) for n, k in zip(class_names, kept)},
+      "warnings": warnings,
       "balanced_per_class": int(counts.min()) if cfg.get("balance", False) else 0,
       "rows_per_class": {n: int(k) for n, k in zip(class_names, counts)},
       "numeric_columns": [c for c, k in kinds.items() if k == "numeric"],
@@ -123,9 +141,38 @@ def make_tabular_data(table: tabular_table.RawTable, label_column: str, cfg,
                             test=take(splits["test"]), class_names=tuple(class_names), info=info)
 
 
+def _label_spellings(labels: np.ndarray, label_column: str, merge: bool
+                     ) -> tuple[np.ndarray, list[str], dict]:
+  """(labels, warnings, {spelling: merged into}): labels differing only in case or whitespace
+  are warned about (they would be separate classes), or merged into their most frequent
+  spelling when data.merge_label_variants=True."""
+  variants = tabular_table.label_variants(labels.tolist())
+  if not variants:
+    return labels, [], {}
+  if not merge:
+    shown = "; ".join(" / ".join(map(repr, v)) for v in list(variants.values())[:5])
+    return labels, [f"column {label_column!r}: labels that differ only in case or whitespace are "
+                    f"separate classes: {shown} (data.merge_label_variants=True merges them)"], {}
+  into = {name: v[0] for v in variants.values() for name in v[1:]}
+  merged = np.asarray([into.get(x, x) for x in labels.tolist()], dtype=object)
+  return merged, [], into
+
+
+def _finite(transform, x: np.ndarray, path: str, lines: np.ndarray) -> np.ndarray:
+  """The features, or a DataError naming the first column with a non-finite value."""
+  bad = ~np.isfinite(x)
+  if bad.any():
+    row, col = np.argwhere(bad)[0]
+    raise DataError(f"{path}:{lines[row]}: feature {transform.feature_names[col]!r} is not finite "
+                    "in float32 after standardisation (a value far outside the training rows' "
+                    "range); fix or remove the value, or list it in data.missing_values")
+  return x
+
+
 def load_table_file(cfg, path: str, label_column: str, source: str) -> ClassificationData:
   table = tabular_table.read_table(path, cfg.get("delimiter", ","),
-                                   cfg.get("encoding", "utf-8-sig"))
+                                   cfg.get("encoding", "utf-8-sig"),
+                                   bool(cfg.get("multiline_fields", False)))
   return make_tabular_data(table, label_column, cfg, {"source": source})
 
 

@@ -7,9 +7,11 @@ any rows (shifting the test split's values changes nothing the model is trained 
 
 Per column kind:
 - numeric: missing values -> the training mean; then standardised with the training mean and
-  standard deviation (a constant column gets std 1). If the column has missing values in the
-  training split it also gets a 0/1 "missing" indicator column, so the model can tell an
-  imputed mean from a real one.
+  standard deviation (a constant column gets std 1), in float64 and, for values whose squares
+  would overflow (|x| > 1e150), after dividing by the largest training magnitude, so a column
+  of huge values is standardised, never zeroed or turned into NaN. If the column has missing
+  values in the training split it also gets a 0/1 "missing" indicator column, so the model can
+  tell an imputed mean from a real one.
 - categorical: one-hot over the training split's categories (a missing value is its own
   category, '<missing>'), the `max_categories` most frequent kept, plus one slot for every
   category never seen in training (or beyond the cap): '<other>'.
@@ -22,6 +24,9 @@ import dataclasses
 import numpy as np
 
 MISSING = "<missing>"
+# Above this magnitude a column's squares (its variance) would overflow float64: such columns
+# are divided by their largest magnitude first (mean and std in float64 either way).
+SAFE_ABS = 1e150
 OTHER = "<other>"
 
 
@@ -31,6 +36,9 @@ class NumericColumn:
   mean: float
   std: float
   indicator: bool
+  # Values are divided by `scale` before centring when their squares would overflow float64
+  # (|x| > SAFE_ABS); 1.0 otherwise, which keeps the plain arithmetic (and its exact results).
+  scale: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +76,11 @@ class FeatureTransform:
     for c in self.numeric:
       x = numbers[c.name][rows]
       isnan = np.isnan(x)
-      parts.append(((np.where(isnan, c.mean, x) - c.mean) / c.std)[:, None])
+      if c.scale == 1.0:
+        parts.append(((np.where(isnan, c.mean, x) - c.mean) / c.std)[:, None])
+      else:
+        mean, std = c.mean / c.scale, c.std / c.scale
+        parts.append(((np.where(isnan, mean, x / c.scale) - mean) / std)[:, None])
       if c.indicator:
         parts.append(isnan.astype(np.float64)[:, None])
     for c in self.categorical:
@@ -77,7 +89,8 @@ class FeatureTransform:
       ids = np.fromiter((index.get(v, len(c.categories)) for v in values), np.int64,
                         count=values.shape[0])
       parts.append(np.eye(len(c.categories) + 1)[ids])
-    return np.concatenate(parts, axis=1).astype(np.float32)
+    with np.errstate(over="ignore"):  # a non-finite result is refused by the caller, by name
+      return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 def _category_values(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
@@ -92,10 +105,12 @@ def fit(kinds: dict, numbers: dict, strings: dict, missing: dict, train_rows: np
     if kind == "numeric":
       x = numbers[name][train_rows]
       present = x[~np.isnan(x)]
-      mean = float(present.mean()) if present.size else 0.0
-      std = float(present.std()) if present.size else 0.0
-      numeric.append(NumericColumn(name, mean, std if std > 0 else 1.0,
-                                   bool(np.isnan(x).any())))
+      top = float(np.abs(present).max()) if present.size else 0.0
+      scale = top if top > SAFE_ABS else 1.0
+      mean = float((present / scale).mean()) if present.size else 0.0
+      std = float((present / scale).std()) if present.size else 0.0
+      numeric.append(NumericColumn(name, mean * scale, std * scale if std > 0 else scale,
+                                   bool(np.isnan(x).any()), scale))
     else:
       values = _category_values(strings[name][train_rows], missing[name][train_rows])
       cats, counts = np.unique(values.astype(str), return_counts=True)

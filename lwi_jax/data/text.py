@@ -71,6 +71,7 @@ def make_text_data(texts: Sequence[str], labels: np.ndarray, class_names: Sequen
   nonempty = np.flatnonzero([len(t) > 0 for t in norm])
   dropped = np.bincount(np.delete(labels, nonempty), minlength=len(class_names))
   norm, labels = [norm[i] for i in nonempty], labels[nonempty]
+  shared = text_report.shared_texts(group_ids(norm), labels)
   rows, labels, n_conflicts = resolve_conflicts(group_ids(norm), labels,
                                                 cfg.get("conflicts", "keep"))
   norm = [norm[i] for i in rows]
@@ -89,13 +90,15 @@ def make_text_data(texts: Sequence[str], labels: np.ndarray, class_names: Sequen
   same = text_report.held_out_identical(enc.ids, tr, va, te)
   facts = text_report.class_facts(labels, groups, enc, dropped, held_out, class_names)
   warnings = text_report.warnings_for(facts, same, va.size + te.size)
+  if shared[0]:
+    warnings.insert(0, text_report.shared_texts_warning(shared, cfg.get("conflicts", "keep")))
   info = dict(info or {})
   info.update(encoding_info(resolved_len, vocab))
   info.update({
       "normalization": form, "min_char_count": min_count, "max_len_from_data": not max_len,
       "max_len_percentile": pct, "truncated": enc.truncated, "oov_chars": enc.oov_chars,
       "dropped_empty": int(dropped.sum()), "conflicting_texts": n_conflicts,
-      "conflicts": cfg.get("conflicts", "keep"),
+      "conflicts": cfg.get("conflicts", "keep"), "conflicting_rows": shared[1],
       "distinct_inputs": int(groups.max()) + 1 if groups.size else 0,
       "held_out_identical_to_train": same, "per_class": facts, "warnings": warnings})
   take = lambda idx: Split(enc.ids[idx], labels[idx])

@@ -49,6 +49,24 @@ def held_out_identical(ids: np.ndarray, train: np.ndarray, validation: np.ndarra
           for name, idx in (("validation", validation), ("test", test))}
 
 
+def shared_texts(groups: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+  """(distinct texts carrying more than one label, rows carrying those texts)."""
+  if not groups.size:
+    return 0, 0
+  pairs = np.unique(np.stack([groups, labels]), axis=1)
+  labels_per_group = np.bincount(pairs[0], minlength=int(groups.max()) + 1)
+  shared = labels_per_group > 1
+  return int(shared.sum()), int(shared[groups].sum())
+
+
+def shared_texts_warning(shared: tuple[int, int], policy: str) -> str:
+  """The warning for texts that appear under more than one class."""
+  what = {"keep": "kept with every label (one split each)", "drop": "dropped",
+          "majority": "relabelled to their most frequent label"}[policy]
+  return (f"{shared[0]} distinct text(s) appear under more than one class ({shared[1]} rows): "
+          f"{what} by data.conflicts={policy!r} ('keep', 'drop' or 'majority')")
+
+
 def warnings_for(facts: dict, same: dict, held_out_rows: int) -> list[str]:
   """The loud warnings of the module docstring, one line per problem.
 

@@ -26,7 +26,9 @@ confusion matrices) come back replicated so every process can read them; train s
 sharded (padded to a multiple of D) and orbax checkpoints them shard by shard. Only the primary process
 (`is_primary()`) writes files; the workdir must be on a filesystem every process sees. A dead
 process makes the others fail in their next collective, or after
-`train.heartbeat_timeout_seconds` when JAX's coordination service notices it.
+`train.heartbeat_timeout_seconds` when JAX's coordination service notices it. A process whose
+peers never connect stops after `train.init_timeout_seconds` with one line naming them
+(`initialize_distributed`), before JAX's own timeout would abort the process.
 
 Config (config.train): shard_ensemble (bool, default False), num_devices (0 = all devices),
 distributed (bool, default False; implies shard_ensemble), coordinator_address ('' = auto),
@@ -38,6 +40,7 @@ part of a phase's fingerprint (`LAUNCH_FIELDS`).
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Callable, Iterator, Sequence
 
 import jax
@@ -66,17 +69,65 @@ def initialize_distributed(config) -> bool:
   cfg = config.train
   if not cfg.get("distributed", False):
     return False
-  kwargs = {}
-  if cfg.get("coordinator_address", ""):
-    kwargs["coordinator_address"] = str(cfg.coordinator_address)
-  if int(cfg.get("num_processes", 0)) > 0:
-    kwargs["num_processes"] = int(cfg.num_processes)
-  if int(cfg.get("process_id", -1)) >= 0:
-    kwargs["process_id"] = int(cfg.process_id)
-  jax.distributed.initialize(
-      **kwargs, initialization_timeout=int(cfg.get("init_timeout_seconds", 300)),
-      heartbeat_timeout_seconds=int(cfg.get("heartbeat_timeout_seconds", 60)))
+  kwargs = check_launch(cfg)
+  wait = int(cfg.get("init_timeout_seconds", 300))
+  failure = []
+
+  def connect():
+    try:
+      jax.distributed.initialize(**kwargs, initialization_timeout=wait,
+                                 heartbeat_timeout_seconds=int(
+                                     cfg.get("heartbeat_timeout_seconds", 60)))
+    except BaseException as e:  # pylint: disable=broad-except
+      failure.append(e)
+
+  thread = threading.Thread(target=connect, daemon=True, name="jax-distributed-initialize")
+  thread.start()
+  # JAX's own timeout ends the process with SIGABRT and a C++ stack: this one, which names the
+  # missing processes, fires a little earlier.
+  thread.join(wait - min(INIT_MARGIN_SECONDS, wait / 4))
+  if thread.is_alive():
+    me, n = kwargs.get("process_id"), kwargs.get("num_processes")
+    others = ([i for i in range(n) if i != me] if me is not None and n else "the others")
+    raise PeerTimeout(
+        f"process {me if me is not None else '?'} of {n or '?'}: process(es) {others} did not "
+        f"join at {kwargs.get('coordinator_address', 'the auto-detected coordinator')} within "
+        f"{wait:g} s (train.init_timeout_seconds): start the same command in every process "
+        "(each with its own train.process_id), or raise train.init_timeout_seconds")
+  if failure:
+    raise failure[0]
   return True
+
+
+INIT_MARGIN_SECONDS = 5
+
+
+class PeerTimeout(ValueError):
+  """Not every process of a distributed run connected in time (a launch problem, not a bug)."""
+
+
+def check_launch(cfg) -> dict:
+  """jax.distributed.initialize's arguments from config.train; ValueError naming a bad field."""
+  kwargs = {}
+  address = str(cfg.get("coordinator_address", ""))
+  if address:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+      raise ValueError(f"train.coordinator_address={address!r} must be host:port (e.g. "
+                       "'10.0.0.1:1234'), the address and a free port of process 0")
+    kwargs["coordinator_address"] = address
+  n, me = int(cfg.get("num_processes", 0)), int(cfg.get("process_id", -1))
+  if n < 0 or me < -1:
+    raise ValueError(f"train.num_processes={n} / train.process_id={me}: the number of processes "
+                     "is >= 1 (0 = auto) and a process id >= 0 (-1 = auto)")
+  if n > 0 and me >= n:
+    raise ValueError(f"train.process_id={me} is out of range for train.num_processes={n}: "
+                     f"process ids are 0 .. {n - 1}")
+  if n > 0:
+    kwargs["num_processes"] = n
+  if me >= 0:
+    kwargs["process_id"] = me
+  return kwargs
 
 
 def process_index() -> int:

@@ -20,9 +20,13 @@ were trained (the paired t-test, `compare.test=paired_t`, looks at that spread i
 ignores the test set's noise). tests/test_bootstrap.py checks the interval's coverage on
 synthetic studies with a null and a planted effect.
 
-Replicates are computed as confusion matrices: for class c, the multinomial resampling counts
-[B, n_c] times the one-hot predictions [n_c, M*C] give every member's row c in every replicate
-(one product per class, no per-replicate loop).
+Replicates are per-class counts, not confusion matrices (`resampled_counts`): with the
+multinomial resampling counts [B, n_c] of class c, a replicate's correct predictions of class c
+are counts @ correct [n_c, M], and the examples predicted as each class (precision, hence
+macro-F1) one weighted bincount per member. Memory and work are O(B * M * C) and O(B * M * N),
+where the confusion matrices were O(B * M * C^2) (1,000 classes: terabytes). Every count is an
+exact integer in float64 and the scores use the same formulas (metrics.summarize_counts), so the
+results are the same numbers `resampled_confusions` (kept as the reference) gives.
 """
 
 from __future__ import annotations
@@ -33,18 +37,31 @@ from scipy import stats as scipy_stats
 from lwi_jax import metrics
 
 
+def _checked(predictions, labels, seed: int):
+  """(predictions [M, N] int64, labels [N] int64, the resampling generator of `seed`)."""
+  predictions = np.asarray(predictions, np.int64)
+  labels = np.asarray(labels, np.int64)
+  if labels.shape != (predictions.shape[1],):
+    raise ValueError(f"predictions {predictions.shape} and labels {labels.shape} disagree")
+  return predictions, labels, np.random.default_rng([int(seed), 3_000_017])
+
+
+def _class_counts(rng, n_c: int, num_samples: int) -> np.ndarray:
+  """[B, n_c]: how often each of a class's n_c examples is drawn (n_c draws with replacement)
+  in each replicate; both formulations consume the generator identically through this."""
+  draws = rng.integers(0, n_c, (num_samples, n_c))
+  return np.bincount((draws + n_c * np.arange(num_samples)[:, None]).ravel(),
+                     minlength=num_samples * n_c).reshape(num_samples, n_c)
+
+
 def resampled_confusions(predictions: np.ndarray, labels: np.ndarray, num_classes: int,
                          num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """(observed [M, C, C], replicates [B, M, C, C]) of members' predictions [M, N].
 
   Every member sees the same stratified resample of the examples in a replicate (pairing).
   """
-  predictions = np.asarray(predictions, np.int64)
-  labels = np.asarray(labels, np.int64)
-  m, n = predictions.shape
-  if labels.shape != (n,):
-    raise ValueError(f"predictions {predictions.shape} and labels {labels.shape} disagree")
-  rng = np.random.default_rng([int(seed), 3_000_017])
+  predictions, labels, rng = _checked(predictions, labels, seed)
+  m = predictions.shape[0]
   observed = np.zeros((m, num_classes, num_classes), np.int64)
   reps = np.zeros((num_samples, m, num_classes, num_classes), np.float64)
   for c in range(num_classes):
@@ -53,15 +70,66 @@ def resampled_confusions(predictions: np.ndarray, labels: np.ndarray, num_classe
       continue
     onehot = np.eye(num_classes)[predictions[:, idx]]  # [M, n_c, C]
     observed[:, c, :] = onehot.sum(1)
-    draws = rng.integers(0, idx.size, (num_samples, idx.size))  # n_c draws with replacement
-    counts = np.bincount((draws + idx.size * np.arange(num_samples)[:, None]).ravel(),
-                         minlength=num_samples * idx.size).reshape(num_samples, idx.size)
+    counts = _class_counts(rng, idx.size, num_samples)
     flat = onehot.transpose(1, 0, 2).reshape(idx.size, m * num_classes)
     # einsum's own loop, not BLAS: a multi-threaded BLAS on these small products is ~100x
     # slower on a loaded machine (thread contention), and this is not where time matters
     reps[:, :, c, :] = np.einsum("bi,ik->bk", counts.astype(np.float64), flat
                                  ).reshape(num_samples, m, num_classes)
   return observed, reps
+
+
+PENDING_CELLS = 1 << 22  # (replicate, example) cells gathered before one bincount per member
+
+
+def resampled_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: int,
+                     num_samples: int, seed: int) -> tuple[tuple, tuple]:
+  """Per-class counts of `resampled_confusions`' matrices, without the matrices.
+
+  Returns (observed, replicates), each (tp, support, predicted, total): tp, support and
+  predicted are [M, C] (observed) and [B, M, C] (replicates), float64; total [M] / [B, M]. The
+  same random draws as `resampled_confusions` (class by class, same generator).
+  """
+  predictions, labels, rng = _checked(predictions, labels, seed)
+  m = predictions.shape[0]
+  obs = [np.zeros((m, num_classes), np.float64) for _ in range(3)]
+  reps = [np.zeros((num_samples, m, num_classes), np.float64) for _ in range(3)]
+  offsets = num_classes * np.arange(num_samples)[:, None]
+  # Examples predicted as each class, per replicate: (replicate, predicted class) cells and
+  # their resampling counts, gathered over classes and added by one weighted bincount per
+  # member every PENDING_CELLS cells (a bincount per class would cost O(B * C) each: O(B * C^2)).
+  pending, size = [], 0
+
+  def flush():
+    for k in range(m):
+      cells = np.concatenate([p[0][k] for p in pending])
+      weights = np.concatenate([p[1] for p in pending])
+      reps[2][:, k, :] += np.bincount(cells, weights, minlength=num_samples * num_classes
+                                      ).reshape(num_samples, num_classes)
+    pending.clear()
+
+  for c in range(num_classes):
+    idx = np.flatnonzero(labels == c)
+    if idx.size == 0:
+      continue
+    preds = predictions[:, idx]  # [M, n_c]
+    obs[0][:, c] = (preds == c).sum(1)
+    obs[1][:, c] = idx.size
+    for k in range(m):
+      obs[2][k] += np.bincount(preds[k], minlength=num_classes)
+    counts = _class_counts(rng, idx.size, num_samples)
+    counts = counts.astype(np.float64)
+    # einsum's own loop, not BLAS (see resampled_confusions)
+    reps[0][:, :, c] = np.einsum("bi,ik->bk", counts, (preds == c).T.astype(np.float64))
+    reps[1][:, :, c] = idx.size
+    pending.append(([(offsets + preds[k][None, :]).ravel() for k in range(m)], counts.ravel()))
+    size += counts.size
+    if size >= PENDING_CELLS:
+      flush()
+      size = 0
+  if pending:
+    flush()
+  return (*obs, obs[1].sum(-1)), (*reps, reps[1].sum(-1))
 
 
 def summary(point: float, draws: np.ndarray, confidence: float = 0.95) -> dict:
@@ -94,7 +162,7 @@ def compare_with_baseline(baseline_preds: np.ndarray, rule_preds: np.ndarray,
       (paired).
     labels: the true classes [N] of the shared test set.
     num_classes: C.
-    num_samples: bootstrap replicates (config.compare.bootstrap_samples).
+    num_samples: bootstrap replicates (config.compare.bootstrap_samples); 0: McNemar only.
     seed: the resampling seed (config.compare.bootstrap_seed).
     confidence: of the percentile intervals.
 
@@ -107,19 +175,21 @@ def compare_with_baseline(baseline_preds: np.ndarray, rule_preds: np.ndarray,
     raise ValueError(f"paired predictions must both be [seeds, N]: {baseline_preds.shape} vs "
                      f"{rule_preds.shape}")
   s = baseline_preds.shape[0]
-  observed, reps = resampled_confusions(np.concatenate([baseline_preds, rule_preds]), labels,
-                                        num_classes, num_samples, seed)
-  obs = metrics.summarize_confusion(observed, np)
-  rep = metrics.summarize_confusion(reps, np)
+  labels = np.asarray(labels)
+  mcnemars = [mcnemar(baseline_preds[i] == labels, rule_preds[i] == labels) for i in range(s)]
+  if num_samples == 0:  # compare.test != 'bootstrap': McNemar only, no resampling work
+    return {"mcnemar": mcnemars}
+  observed, reps = resampled_counts(np.concatenate([baseline_preds, rule_preds]), labels,
+                                    num_classes, num_samples, seed)
+  obs = metrics.summarize_counts(*observed, np)
+  rep = metrics.summarize_counts(*reps, np)
 
   def paired(key, sign):
     diff = lambda x: sign * (x[..., s:] - x[..., :s]).mean(-1)
     return summary(diff(obs[key]), diff(rep[key]), confidence)
 
-  labels = np.asarray(labels)
   out = {name: paired(key, sign) for name, key, sign in metrics.PAIRED_DIFFERENCES}
-  out["mcnemar"] = [mcnemar(baseline_preds[i] == labels, rule_preds[i] == labels)
-                    for i in range(s)]
+  out["mcnemar"] = mcnemars
   return out
 
 

@@ -12,6 +12,12 @@ import numpy as np
 
 from lwi_jax.report.results import NON_FINITE, OK, mean_or_nan
 
+# Above this many classes per-class columns and C x C images are unreadable (a 200-class
+# confusion PNG was 9558 x 8643 px): the report lists the worst and best classes, the plots show
+# sorted TPR curves and the most-confused pairs (plots.py).
+MANY_CLASSES = 30
+WORST_SHOWN, BEST_SHOWN = 10, 5
+
 TEST_TEXT = {
     "bootstrap": "p and brackets come from a paired, stratified bootstrap over the test examples "
                  "(one resample of the shared test set per replicate, applied to every seed; "
@@ -68,14 +74,9 @@ def report_markdown(results: dict) -> str:
                if row["excluded"] and row["n"]]
     if partial:
       lines += ["", "† fewer seeds: non-finite members excluded (" + "; ".join(partial) + ")."]
-    lines += ["", "Per-class TPR % (mean over seeds):", "",
-              "| rule | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     base_tpr = (np.mean([m["test"]["tpr"] for m in base], axis=0) if base
                 else np.full(len(names), np.nan))
-    lines.append("| baseline | " + " | ".join(f"{x * 100:.1f}" for x in base_tpr) + " |")
-    for row in rows:
-      lines.append(f"| {row['rule']} | " + " | ".join(f"{x * 100:.1f}" for x in row["tpr_mean"])
-                   + " |")
+    lines += tpr_table(names, base_tpr, rows)
     lines.append("")
     lines += mcnemar_lines(rows)
   lines += scores_section(results)
@@ -95,9 +96,8 @@ def report_markdown(results: dict) -> str:
               "its training set (Byrd & Lipton 2019); compare `drw`, weight decay and fewer "
               "epochs when this is near 100%."]
   lines += ["",
-            "Plots: `plots/tpr_bars.png`, `plots/confusion_baseline.png`, "
-            + ("`plots/confusion_best.png`, " if _best(results) else "")
-            + "`plots/training_curves.png`. Per-member numbers: `summary.csv`, `results.json`.",
+            "Plots: " + ", ".join(f"`plots/{n}`" for n in plot_names(results))
+            + ". Per-member numbers: `summary.csv`, `results.json`.",
             ""]
   return "\n".join(lines)
 
@@ -147,7 +147,8 @@ def best_rule_sentence(results: dict) -> str:
           f"{best['delta_accuracy']['mean'] * 100:+.2f} pts)" if best else "Best rule: none")
   text += f", chosen as {info['criterion']}"
   if best is None:
-    text += "; no rule qualifies, so there is no `plots/confusion_best.png`"
+    text += (f"; no rule qualifies, so there is no "
+             f"`plots/{plot_names(results)[1].replace('baseline', 'best')}`")
   if largest is not None and largest is not best and largest["D"]["mean"] > 0:
     text += (f". The largest D overall, `{largest['rule']}` "
              f"({largest['D']['mean'] * 1e3:+.2f}×10⁻³), costs "
@@ -231,12 +232,50 @@ def _percent(x: float) -> str:
   return "–" if not math.isfinite(x) else f"{x * 100:.1f}"
 
 
+def tpr_table(names, base_tpr: np.ndarray, rows: list[dict]) -> list[str]:
+  """Per-class TPR % of the baseline and every rule: one column per class up to MANY_CLASSES;
+  above, one row per class for the baseline's worst and best classes only (every number is in
+  summary.csv and results.json)."""
+  series = [("baseline", base_tpr)] + [(row["rule"], np.asarray(row["tpr_mean"])) for row in rows]
+  if len(names) <= MANY_CLASSES:
+    lines = ["", "Per-class TPR % (mean over seeds):", "",
+             "| rule | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines += [f"| {label} | " + " | ".join(f"{x * 100:.1f}" for x in tpr) + " |"
+              for label, tpr in series]
+    return lines
+  order = np.argsort(np.nan_to_num(base_tpr, nan=np.inf), kind="stable")
+  shown = list(order[:WORST_SHOWN]) + list(order[-BEST_SHOWN:])
+  lines = ["", f"Per-class TPR % (mean over seeds) of the baseline's {WORST_SHOWN} worst and "
+           f"{BEST_SHOWN} best of {len(names)} classes (all of them: `summary.csv`, "
+           "`plots/tpr_sorted.png`):", "",
+           "| class | " + " | ".join(label for label, _ in series) + " |",
+           "|---|" + "---|" * len(series)]
+  lines += [f"| {names[i]} | " + " | ".join(f"{tpr[i] * 100:.1f}" for _, tpr in series) + " |"
+            for i in shown]
+  return lines
+
+
+def plot_names(results: dict) -> list[str]:
+  """The figures plots.write_all draws for `results`, in its order."""
+  many = len(results["dataset"]["class_names"]) > MANY_CLASSES
+  prefix = "confused_pairs_" if many else "confusion_"
+  return (["tpr_sorted.png" if many else "tpr_bars.png", prefix + "baseline.png"]
+          + ([prefix + "best.png"] if _best(results) else [])
+          + ["training_curves.png"])
+
+
 def scores_section(results: dict) -> list[str]:
   """Markdown: the scores behind the weights, with intervals, and each weight's interval."""
   sc = results.get("scores")
   if not sc:
     return []
-  names = results["dataset"]["class_names"]
+  all_names = results["dataset"]["class_names"]
+  cols = np.arange(len(all_names))
+  if len(all_names) > MANY_CLASSES:  # the lowest and highest scores of the first seed
+    order = np.argsort(np.asarray(sc["seeds"][0]["raw"]), kind="stable")
+    cols = np.concatenate([order[:WORST_SHOWN], order[-BEST_SHOWN:]])
+  names = [all_names[i] for i in cols]
+  pick = lambda v: np.asarray(v)[cols]
   conf = sc["config"]["confidence"]
   how = ("out-of-fold predictions of " + str(sc["config"]["folds"]) + " fold members per seed "
          "over the training pool" if sc["config"]["method"] == "crossfit"
@@ -245,15 +284,18 @@ def scores_section(results: dict) -> list[str]:
            f"Per-class TPR s from {how}; brackets: {conf:.0%} Wilson intervals; n = examples "
            f"scored per class. Shrinkage: `{sc['config']['shrinkage']}`"
            + (" (the rules used the shrunk s in the last line of each seed)."
-              if sc["config"]["shrinkage"] != "none" else "."), "",
+              if sc["config"]["shrinkage"] != "none" else ".")
+           + (f" Shown: the {WORST_SHOWN} lowest and {BEST_SHOWN} highest scores of seed "
+              f"{sc['seeds'][0]['seed']} of {len(all_names)} classes (all: `results.json`)."
+              if len(cols) < len(all_names) else ""), "",
            "| seed | n/class | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
   for rec in sc["seeds"]:
     n = np.asarray(rec["n"])
     lines.append(f"| {rec['seed']} | {int(n.min())}–{int(n.max())} | " + " | ".join(
         f"{_percent(s)} [{_percent(lo)}, {_percent(hi)}]" for s, lo, hi in
-        zip(rec["raw"], rec["wilson_low"], rec["wilson_high"])) + " |")
+        zip(pick(rec["raw"]), pick(rec["wilson_low"]), pick(rec["wilson_high"]))) + " |")
     if sc["config"]["shrinkage"] != "none":
-      lines.append(f"| {rec['seed']} shrunk | | " + " | ".join(_percent(s) for s in rec["tpr"])
+      lines.append(f"| {rec['seed']} shrunk | | " + " | ".join(_percent(s) for s in pick(rec["tpr"]))
                    + " |")
   rows = [m for m in results["rounds"][0] if m.get("weight_interval")] if results["rounds"] else []
   if rows:
@@ -262,10 +304,11 @@ def scores_section(results: dict) -> list[str]:
               "| member | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for m in rows:
       field = "sample_weights" if m.get("rule_name") == "oversample" else "class_weights"
-      w = np.asarray(m["initial_class_weights" if field == "class_weights" else field])
+      w = pick(m["initial_class_weights" if field == "class_weights" else field])
       iv = m["weight_interval"][field]
       lines.append(f"| {m['label']} | " + " | ".join(
-          f"{x:.2f} [{lo:.2f}, {hi:.2f}]" for x, lo, hi in zip(w, iv["low"], iv["high"])) + " |")
+          f"{x:.2f} [{lo:.2f}, {hi:.2f}]" for x, lo, hi in zip(w, pick(iv["low"]),
+                                                                pick(iv["high"]))) + " |")
   lines.append("")
   return lines
 

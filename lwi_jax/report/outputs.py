@@ -45,5 +45,7 @@ def write_outputs(workdir: str, results: dict, log) -> None:
   io_utils.atomic_write_text(os.path.join(workdir, "summary.csv"), summary_csv(results))
   io_utils.atomic_write_text(os.path.join(workdir, "report.md"), markdown.report_markdown(results))
   from lwi_jax.report import plots  # lazy: matplotlib import is slow
-  plots.write_all(os.path.join(workdir, "plots"), results)
+  stale = plots.write_all(os.path.join(workdir, "plots"), results)
+  if stale:  # an earlier run's figure that this study does not have (e.g. no best rule)
+    log("removed the earlier run's " + ", ".join(f"plots/{n}" for n in stale))
   log("\n" + markdown.console_summary(results) + "\n")

@@ -11,7 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lwi_jax.report.markdown import MANY_CLASSES  # noqa: E402
 from lwi_jax.runtime import io_utils  # noqa: E402
+
+TOP_PAIRS = 25  # bars of confused_pairs_*.png (drawn above markdown.MANY_CLASSES classes)
 
 
 def _label(text) -> str:
@@ -72,6 +75,47 @@ def confusion(cm: np.ndarray, names, title: str):
   return fig
 
 
+def tpr_sorted(results: dict):
+  """Per-class TPR of the baseline and every rule, classes sorted by the baseline's TPR.
+
+  Readable at any number of classes: one line per series, the x axis the class rank; the
+  worst classes (left) are named."""
+  names = results["dataset"]["class_names"]
+  base = np.array([m["test"]["tpr"] for m in _finite(results["baseline"])], float).mean(0)
+  order = np.argsort(base, kind="stable")
+  fig, ax = plt.subplots(figsize=(10, 4.5))
+  ax.plot(np.arange(len(names)), base[order] * 100, "k-", lw=2, label="baseline")
+  for r in results["comparisons"][-1]:
+    ax.plot(np.arange(len(names)), np.asarray(r["tpr_mean"])[order] * 100, lw=1,
+            label=_label(r["rule"]))
+  worst = ", ".join(_label(names[i]) for i in order[:5])
+  ax.set_xlabel(f"class, sorted by the baseline's TPR (worst: {worst})")
+  ax.set_ylabel("test TPR (%), mean over seeds")
+  ax.set_title(f"Per-class TPR of {len(names)} classes")
+  ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+  return fig
+
+
+def confused_pairs(cm: np.ndarray, names, title: str, top: int = TOP_PAIRS):
+  """The `top` (true, predicted) pairs with the largest share of the true class's examples."""
+  cm = np.asarray(cm, float)
+  share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+  np.fill_diagonal(share, 0)
+  flat = np.argsort(-share, axis=None, kind="stable")[:top]
+  rows, cols = np.unravel_index(flat, share.shape)
+  keep = share[rows, cols] > 0
+  rows, cols = rows[keep], cols[keep]
+  fig, ax = plt.subplots(figsize=(8, 1 + 0.3 * max(len(rows), 1)))
+  ax.barh(np.arange(len(rows)), share[rows, cols] * 100, color="tab:red")
+  ax.set_yticks(np.arange(len(rows)),
+                [f"{_label(names[i])} → {_label(names[j])}" for i, j in zip(rows, cols)],
+                fontsize=7)
+  ax.invert_yaxis()
+  ax.set_xlabel("% of the true class's test examples predicted as the other class")
+  ax.set_title(_label(title), fontsize=9)
+  return fig
+
+
 def training_curves(results: dict):
   members = results["baseline"] + (results["rounds"][-1] if results["rounds"] else [])
   fig, axes = plt.subplots(1, 3, figsize=(15, 4))
@@ -89,17 +133,49 @@ def training_curves(results: dict):
   return fig
 
 
-def write_all(directory: str, results: dict) -> None:
+# Every file name write_all can produce. A rerun removes those it did not write this time (a
+# study without a best rule must not keep the last run's confusion_best.png); files of any
+# other name in plots/ are the user's and are never touched.
+OUTPUT_NAMES = ("tpr_bars.png", "confusion_baseline.png", "confusion_best.png",
+                "training_curves.png", "tpr_sorted.png", "confused_pairs_baseline.png",
+                "confused_pairs_best.png")
+
+
+def remove_stale(directory: str, written: set[str]) -> list[str]:
+  """Removes this module's outputs in `directory` that are not in `written`; returns them.
+
+  os.remove of one name is atomic: a reader sees the old file or none, never half of one.
+  """
+  stale = [n for n in OUTPUT_NAMES if n not in written
+           and os.path.isfile(os.path.join(directory, n))]
+  for name in stale:
+    os.remove(os.path.join(directory, name))
+  return stale
+
+
+def write_all(directory: str, results: dict) -> list[str]:
+  """Writes every figure of `results` into `directory`; returns the stale ones it removed."""
+  written = set()
+
+  def save(fig, name):
+    _save(fig, os.path.join(directory, name))
+    written.add(name)
+
   names = results["dataset"]["class_names"]
-  _save(tpr_bars(results), os.path.join(directory, "tpr_bars.png"))
+  many = len(names) > MANY_CLASSES
+  if many:
+    save(tpr_sorted(results), "tpr_sorted.png")
+  else:
+    save(tpr_bars(results), "tpr_bars.png")
+  draw, prefix = (confused_pairs, "confused_pairs_") if many else (confusion, "confusion_")
   base_cm = np.sum([m["test"]["confusion"] for m in _finite(results["baseline"])], axis=0)
-  _save(confusion(base_cm, names, "baseline (summed over seeds)"),
-        os.path.join(directory, "confusion_baseline.png"))
+  save(draw(base_cm, names, "baseline (summed over seeds)"), prefix + "baseline.png")
   best = results["best_rule"]  # chosen in reporting.best_rule (criterion in report.md)
   if best["rule"] is not None:
     cm = np.sum([m["test"]["confusion"] for m in _finite(results["rounds"][-1])
                  if m["rule"] == best["rule"]], axis=0)
-    _save(confusion(cm, names, f"{best['rule']} (best rule: largest mean D within "
-                    f"{best['max_accuracy_drop']:g} pts of accuracy; summed over seeds)"),
-          os.path.join(directory, "confusion_best.png"))
-  _save(training_curves(results), os.path.join(directory, "training_curves.png"))
+    save(draw(cm, names, f"{best['rule']} (best rule: largest mean D within "
+              f"{best['max_accuracy_drop']:g} pts of accuracy; summed over seeds)"),
+         prefix + "best.png")
+  save(training_curves(results), "training_curves.png")
+  return remove_stale(directory, written)

@@ -137,9 +137,9 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
   baseline = _member_records(baseline_phase, 0)
   rounds = [_member_records(p, r + 1, specs) for r, p in enumerate(round_phases)]
   cmp = config.compare
-  resampled = bootstrap.compare_rounds(
+  resampled = bootstrap.compare_rounds(  # resampling only when it is the study's test
       baseline_phase, round_phases, data.test.labels, data.num_classes,
-      int(cmp.bootstrap_samples), int(cmp.bootstrap_seed))
+      int(cmp.bootstrap_samples) if cmp.test == "bootstrap" else 0, int(cmp.bootstrap_seed))
   if resampled is None or cmp.test != "bootstrap":  # keep McNemar; the test is the t-test
     resampled = [{rule: {"mcnemar": r["mcnemar"]} for rule, r in rs.items()}
                  for rs in resampled] if resampled else [None] * len(rounds)

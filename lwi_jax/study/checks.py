@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Callable
 
 import ml_collections
@@ -39,10 +40,21 @@ def _ints(low: int) -> tuple[Callable, str]:
   return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
 
 
-def _int_tuple(low: int) -> tuple[Callable, str]:
+def _int_range(low: int, high: int, why: str) -> tuple[Callable, str]:
+  return (lambda v: _is_int(v) and low <= v <= high), f"an integer in [{low}, {high}] ({why})"
+
+
+def _int_tuple(low: int, high: int | None = None) -> tuple[Callable, str]:
   return ((lambda v: isinstance(v, (tuple, list)) and len(v) > 0
-           and all(_is_int(x) and x >= low for x in v)),
-          f"a non-empty tuple of integers >= {low}")
+           and all(_is_int(x) and x >= low and (high is None or x <= high) for x in v)),
+          f"a non-empty tuple of integers >= {low}"
+          + (f" and <= {high} (the PRNG's seed range)" if high is not None else ""))
+
+
+# One-hot width per categorical column: beyond this a column is an identifier, not a category,
+# and its one-hot block (rows x categories floats) would take the memory of the whole study.
+MAX_CATEGORIES = 1000
+SEED_MAX = 2**32 - 1  # jax.random.PRNGKey takes a uint32 seed
 
 
 def _real(pred: Callable[[float], bool], text: str) -> tuple[Callable, str]:
@@ -63,6 +75,8 @@ FIELDS: dict[str, tuple[Callable, str]] = {
     "data.split_seed": _ints(0),
     "data.build_seed": _ints(0),
     "data.min_validation_per_class": _ints(1),
+    "data.max_categories": _int_range(1, MAX_CATEGORIES, "most frequent categories one-hot"),
+    "seeds": _int_tuple(0, SEED_MAX),
     "optimizer.learning_rate": _real(lambda x: x > 0, "learning_rate > 0"),
     "optimizer.weight_decay": _real(lambda x: x >= 0, "weight_decay >= 0"),
     "optimizer.momentum": _real(lambda x: 0 <= x < 1, "0 <= momentum < 1"),
@@ -91,12 +105,27 @@ def _lookup(config, path: str):
   return node, True
 
 
+def _check_workdir(workdir: str) -> None:
+  """A workdir that is a file, or lies under one, cannot hold the outputs: one line, early."""
+  path = os.path.abspath(os.path.expanduser(workdir))
+  while True:
+    if os.path.exists(path) and not os.path.isdir(path):
+      where = "is" if path == os.path.abspath(os.path.expanduser(workdir)) else "lies under"
+      raise ValueError(f"workdir={workdir!r} {where} the file {path}, not a directory: set "
+                       "--config.workdir to a directory (it is created if missing)")
+    parent = os.path.dirname(path)
+    if parent == path:
+      return
+    path = parent
+
+
 def check_config(config) -> None:
   """Raises ValueError naming the first field whose value the method cannot use."""
   workdir = config.get("workdir")
   if not isinstance(workdir, str) or not workdir.strip():
     raise ValueError(f"workdir={workdir!r} is empty: set --config.workdir to the directory the "
                      "results, checkpoints and report should go to")
+  _check_workdir(workdir)
   for path, (ok, text) in FIELDS.items():
     value, present = _lookup(config, path)
     if present and not ok(value):

@@ -40,7 +40,7 @@ from lwi_jax.report import results as results_lib
 from lwi_jax.report.results import OK, SOURCE_NON_FINITE
 from lwi_jax.rules import scores as scores_lib
 from lwi_jax.runtime import console, run_control
-from lwi_jax.study import checks, phases
+from lwi_jax.study import checks, memory, phases
 from lwi_jax.study.trainer import Trainer
 
 Printer = Callable[[str], None]
@@ -50,8 +50,13 @@ def _print(msg: str) -> None:
   print(msg, flush=True)
 
 
-def _fmt_vec(v) -> str:
-  return "[" + " ".join(f"{x:.3f}" for x in np.asarray(v)) + "]"
+def _fmt_vec(v, shown: int = 30) -> str:
+  """Every value up to `shown` classes; above, their range (a 1,000-class line is unreadable)."""
+  v = np.asarray(v)
+  if v.size > shown:
+    return (f"[{v.size} classes: min {v.min():.3f}, median {np.median(v):.3f}, "
+            f"max {v.max():.3f}]")
+  return "[" + " ".join(f"{x:.3f}" for x in v) + "]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +93,9 @@ class Study:
       checks.check_data(self.config, d)
       self._data = d
       self.log(f"data: {self.config.data.name}  train {len(d.train)}  validation "
-               f"{len(d.validation)}  test {len(d.test)}  classes {list(d.class_names)}")
+               f"{len(d.validation)}  test {len(d.test)}  classes "
+               + (f"{list(d.class_names)}" if d.num_classes <= 30 else
+                  f"{d.num_classes} ({', '.join(d.class_names[:5])}, ...)"))
       for line in data_lib.summary_lines(d):
         self.log(line)
     return self._data
@@ -103,7 +110,10 @@ class Study:
   @property
   def trainer(self) -> Trainer:
     if self._trainer is None:
-      self._trainer = Trainer(self.config, self.data, self.log)
+      trainer = Trainer(self.config, self.data, self.log)
+      parts = memory.estimate(self.config, self.data, trainer.model, trainer.tx, len(self.specs))
+      self.log(memory.check(parts, memory.available_bytes(), len(self.specs)))
+      self._trainer = trainer
     return self._trainer
 
   def run(self) -> dict:
@@ -253,8 +263,11 @@ class Study:
     if not sharding.is_primary():  # one writer: process 0
       return results
     outputs.write_outputs(self.workdir, results, self.log)
+    # Measured again: the statistics, report and plots are part of what the command did (at
+    # 200 classes they were most of it); results.json keeps the time before writing them.
     self.log(f"outputs: {self.workdir}/ (report.md, results.json, summary.csv, plots/, "
-             f"tensorboard/); {console.format_seconds(results['wall_seconds'])} in all")
+             f"tensorboard/); {console.format_seconds(self.clock.wall_seconds(self._phase_keys))}"
+             " in all")
     return results
 
   def _attach_score_uncertainty(self, results: dict, records: list[dict]) -> None:
