@@ -148,3 +148,31 @@ def test_a_planted_effect_is_found_and_the_control_never_chosen():
                             2, 200, 0)
   assert ev["rules"]["uniform"]["gain"]["p_value"] < 0.05
   assert selection.choose(ev, 100.0, 0.05) is None  # significant, but the control
+
+
+# ------------------------------------------------------------------ the protocol's config
+
+
+@pytest.mark.parametrize("field,value", [
+    ("evenness", "gini"), ("worst_k", 0), ("selection", "test"), ("selection_alpha", 1.0)])
+def test_bad_compare_fields_are_named(field, value):
+  config = _config(0.05)
+  config.compare[field] = value
+  with pytest.raises(ValueError, match=f"compare.{field}"):
+    front.validate(config.compare)
+
+
+def test_selection_says_when_the_split_also_gave_the_scores():
+  config = _config(0.05)
+  assert selection.independence(config)[0]
+  config.rounds = 2
+  assert not selection.independence(config)[0]  # round 2's weights come from validation TPRs
+  config.rounds, config.scores.method = 1, "validation"
+  independent, why = selection.independence(config)
+  assert not independent and "scores.method='crossfit'" in why
+
+
+def test_a_workdir_without_validation_predictions_falls_back_to_the_test_table():
+  from lwi_jax.report import results as results_lib
+  phase = {"rules": ["baseline"], "seeds": [0], "test_predictions": [LABELS]}
+  assert results_lib.selection_results(_config(0.05), None, phase, phase, []) is None

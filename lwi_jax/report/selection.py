@@ -101,6 +101,7 @@ def protocol(selection: dict, test: dict, config, families: dict, controls=(CONT
          "criterion": criterion_text(max_drop, alpha, cmp.evenness),
          "chosen": evidence(pick) if pick else None, "naive": None,
          "evidence": {"selection": selection, "test": test},
+         "families": {r: families.get(r, r) for r in test["rules"]},
          "front": {"selection": front.front_points(selection), "test": front.front_points(test)}}
   if naive:
     n = evidence(naive)
