@@ -313,7 +313,8 @@ def decision_lines(results: dict, workdir: str) -> list[str]:
     lines = [f"Decision on {where}: no rule qualifies (no significant gain within the "
              "accuracy tolerance there; criterion in report.md): keep the unweighted loss."]
   else:
-    lines = [f"Decision on {where}: `{c['rule']}` (family `{c['family']}`).",
+    family = f" (family `{c['family']}`)" if c["family"] != c["rule"] else ""
+    lines = [f"Decision on {where}: `{c['rule']}`{family}.",
              f"  {unit}: selection {_gain(c['selection']['gain'], scale)}; confirmed on test "
              f"{_gain(c['test']['gain'], scale)}, Δacc "
              f"{c['test']['delta_accuracy']['mean'] * 100:+.2f} pts."]
