@@ -14,8 +14,6 @@ report/plots.py render them.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from lwi_jax import metrics
@@ -126,7 +124,3 @@ def front_points(evidence: dict) -> list[dict]:
   mask = non_dominated(acc, even)
   return [{"rule": name, "accuracy": r["accuracy"], "evenness": r["evenness"],
            "on_front": bool(m)} for (name, r), m in zip(rows, mask)]
-
-
-def finite(x: float) -> bool:
-  return x is not None and math.isfinite(x)
