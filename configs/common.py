@@ -39,6 +39,14 @@ def add_study_fields(config: ml_collections.ConfigDict, test: str = "bootstrap")
   # "Best rule" (report.md, plots/confusion_best.png): the largest mean D among rules that
   # cost at most this many points of mean test accuracy.
   config.compare.max_accuracy_drop = 1.0
+  # The accuracy-evenness front and the held-out choice (lwi_jax/report/front.py, selection.py):
+  # evenness 'var' (-Var(s)), 'worst' (worst-class TPR) or 'worst_k' (mean of the worst_k
+  # classes); selection 'validation' (choose on the validation split, confirm on test; held
+  # out only with scores.method='crossfit') or 'none' (the test-split best rule).
+  config.compare.evenness = "var"
+  config.compare.worst_k = 2
+  config.compare.selection = "validation"
+  config.compare.selection_alpha = 0.05  # the chosen rule's gain must be significant there
 
   # Where the scores s behind the weights come from (lwi_jax/rules/scores.py): the baseline on the
   # validation split, or out-of-fold over the training pool from `folds` fold members per seed.

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from lwi_jax import metrics
-from lwi_jax.report import markdown
+from lwi_jax.report import markdown, recommend
 from lwi_jax.report.results import OK
 from lwi_jax.runtime import io_utils
 
@@ -44,6 +44,7 @@ def write_outputs(workdir: str, results: dict, log) -> None:
   io_utils.atomic_write_json(os.path.join(workdir, "results.json"), results)
   io_utils.atomic_write_text(os.path.join(workdir, "summary.csv"), summary_csv(results))
   io_utils.atomic_write_text(os.path.join(workdir, "report.md"), markdown.report_markdown(results))
+  recommend.write(workdir, results)
   from lwi_jax.report import plots  # lazy: matplotlib import is slow
   stale = plots.write_all(os.path.join(workdir, "plots"), results)
   if stale:  # an earlier run's figure that this study does not have (e.g. no best rule)

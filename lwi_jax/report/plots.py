@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lwi_jax.report.markdown import MANY_CLASSES  # noqa: E402
+from lwi_jax.report import front  # noqa: E402
 from lwi_jax.runtime import io_utils  # noqa: E402
 
 TOP_PAIRS = 25  # bars of confused_pairs_*.png (drawn above markdown.MANY_CLASSES classes)
@@ -133,12 +134,48 @@ def training_curves(results: dict):
   return fig
 
 
+def front_plot(selection: dict):
+  """Accuracy vs evenness on the test split: every point with its intervals in both
+  coordinates, the non-dominated front drawn, the baseline marked, the held-out choice
+  highlighted (its selection-split point too, hollow)."""
+  scale = front.evenness_scale(selection["evenness"])
+  ylabel = front.EVENNESS_TEXT[selection["evenness"]].format(k=selection["worst_k"])
+  fig, ax = plt.subplots(figsize=(8, 5.5))
+  chosen = (selection["chosen"] or {}).get("rule")
+  pts = selection["front"]["test"]
+  for p in pts:
+    a, e = p["accuracy"], p["evenness"]
+    x, y = a["mean"] * 100, e["mean"] * scale
+    err = ([[x - a["ci_low"] * 100], [a["ci_high"] * 100 - x]],
+           [[y - e["ci_low"] * scale], [e["ci_high"] * scale - y]])
+    style = ("ks" if p["rule"] == "baseline" else "r*" if p["rule"] == chosen
+             else "o" if p["on_front"] else ".")
+    ax.errorbar(x, y, xerr=err[0], yerr=err[1], fmt=style, ms=12 if p["rule"] == chosen else 6,
+                ecolor="0.7", elinewidth=0.8,
+                capsize=2, zorder=3 if p["rule"] == chosen else 2)
+    ax.annotate(_label(p["rule"]), (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+  on = sorted((p for p in pts if p["on_front"]), key=lambda p: p["accuracy"]["mean"])
+  ax.plot([p["accuracy"]["mean"] * 100 for p in on], [p["evenness"]["mean"] * scale for p in on],
+          "g-", lw=1.2, label="non-dominated front (test)", zorder=1)
+  if chosen:
+    sel = next(p for p in selection["front"]["selection"] if p["rule"] == chosen)
+    ax.plot(sel["accuracy"]["mean"] * 100, sel["evenness"]["mean"] * scale, "r*", mfc="none",
+            ms=12, label=f"chosen, on the {selection['split']} split")
+  ax.plot([], [], "ks", label="baseline (unweighted)")
+  ax.plot([], [], "r*", ms=12, label=_label(f"chosen: {chosen}") if chosen else "chosen: none")
+  ax.set_xlabel("test accuracy %")
+  ax.set_ylabel(f"test {ylabel} (higher = more even)")
+  ax.set_title("accuracy-evenness front, test split (bars: 95% bootstrap intervals)", fontsize=9)
+  ax.legend(fontsize=7, loc="best")
+  return fig
+
+
 # Every file name write_all can produce. A rerun removes those it did not write this time (a
 # study without a best rule must not keep the last run's confusion_best.png); files of any
 # other name in plots/ are the user's and are never touched.
 OUTPUT_NAMES = ("tpr_bars.png", "confusion_baseline.png", "confusion_best.png",
                 "training_curves.png", "tpr_sorted.png", "confused_pairs_baseline.png",
-                "confused_pairs_best.png")
+                "confused_pairs_best.png", "front.png")
 
 
 def remove_stale(directory: str, written: set[str]) -> list[str]:
@@ -178,4 +215,6 @@ def write_all(directory: str, results: dict) -> list[str]:
               f"{best['max_accuracy_drop']:g} pts of accuracy; summed over seeds)"),
          prefix + "best.png")
   save(training_curves(results), "training_curves.png")
+  if results.get("selection"):
+    save(front_plot(results["selection"]), "front.png")
   return remove_stale(directory, written)

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from lwi_jax import metrics
-from lwi_jax.report import bootstrap, stats
+from lwi_jax.report import bootstrap, front, selection, stats
 
 TESTS = ("bootstrap", "paired_t", "none")
 # Member status. Anything but OK is excluded from every comparison: NON_FINITE (its loss,
@@ -98,9 +98,11 @@ def max_accuracy_drop(config) -> float:
 
 
 def best_rule(rows: list[dict], max_drop_points: float) -> dict | None:
-  """The rule a reader may call "best": the largest mean D > 0 among the rules whose mean test
-  accuracy is at most `max_drop_points` below the baseline's (ties: higher accuracy); None when
-  no rule qualifies.
+  """The test-split "best" rule (`compare.selection="none"`, or a workdir without validation
+  predictions): the largest mean D > 0 among the rules whose mean test accuracy is at most
+  `max_drop_points` below the baseline's (ties: higher accuracy), never the uniform control;
+  None when no rule qualifies. Otherwise the study's best rule is the held-out choice of
+  report/selection.py.
 
   Why not simply the largest D: a rule can even out the TPRs by lowering all of them (the
   names default's class_difficulty: largest D for a 6-point accuracy loss); calling it best
@@ -108,7 +110,8 @@ def best_rule(rows: list[dict], max_drop_points: float) -> dict | None:
   """
   def drop(r):
     return -100.0 * r["delta_accuracy"]["mean"]
-  ok = [r for r in rows if math.isfinite(r["D"]["mean"]) and r["D"]["mean"] > 0
+  ok = [r for r in rows if r["rule"] != selection.CONTROL
+        and math.isfinite(r["D"]["mean"]) and r["D"]["mean"] > 0
         and math.isfinite(drop(r)) and drop(r) <= max_drop_points + 1e-9]
   return max(ok, key=lambda r: (r["D"]["mean"], r["accuracy_mean"]), default=None)
 
@@ -117,6 +120,55 @@ def best_rule_criterion(max_drop_points: float) -> str:
   return (f"the largest mean D > 0 among rules whose mean test accuracy is at most "
           f"{max_drop_points:g} point{'s' if max_drop_points != 1 else ''} below the baseline's "
           "(`compare.max_accuracy_drop`)")
+
+
+def _finite_predictions(phase: dict, split: str) -> dict:
+  """seed -> predictions [N] on `split` of the phase's finite members, grouped by rule."""
+  out = {}
+  for i, rule in enumerate(phase["rules"]):
+    if phase.get("status", [OK] * len(phase["rules"]))[i] == OK:
+      out.setdefault(rule, ([], []))
+      out[rule][0].append(int(phase["seeds"][i]))
+      out[rule][1].append(np.asarray(phase[f"{split}_predictions"][i]))
+  return out
+
+
+def selection_results(config, data, baseline_phase: dict, round_phase: dict, specs
+                      ) -> dict | None:
+  """The front of both splits and the held-out choice (report/selection.py) of the last round.
+
+  None when `compare.selection="none"` or a phase lacks validation predictions (a workdir saved
+  before they were): the study then reports only the test-split table.
+  """
+  cmp = config.compare
+  phases_ = (baseline_phase, round_phase)
+  if cmp.selection == "none" or any(p.get(f"{s}_predictions") is None for p in phases_
+                                    for s in ("validation", "test")):
+    return None
+  evidence = {}
+  for split in ("validation", "test"):
+    base = _finite_predictions(baseline_phase, split).get("baseline")
+    rules = {r: v for r, v in _finite_predictions(round_phase, split).items()
+             if base and set(v[0]) <= set(base[0])}
+    if not base or not rules:
+      return None
+    evidence[split] = front.split_evidence(
+        base, rules, getattr(data, split).labels, data.num_classes, cmp.evenness,
+        int(cmp.worst_k), int(cmp.bootstrap_samples), int(cmp.bootstrap_seed))
+  families = {m.rule.label: m.rule.family_label for m in specs}
+  return selection.protocol(evidence["validation"], evidence["test"], config, families,
+                            _controls(round_phase, specs))
+
+
+def _controls(round_phase: dict, specs) -> set[str]:
+  """Rules that train the unweighted loss: `uniform`, and static rules whose weights came out
+  flat for every seed (inverse_tpr:gamma=0 of a grid) - never a "choice"."""
+  flat = {}
+  for spec, w in zip(specs, round_phase["initial_class_weights"]):
+    w = np.asarray(w, np.float64)
+    same = bool(spec.rule.static and np.allclose(w, w.mean(), rtol=0, atol=1e-6))
+    flat[spec.rule.label] = flat.get(spec.rule.label, True) and same
+  return {selection.CONTROL} | {r for r, f in flat.items() if f}
 
 
 def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict], specs,
@@ -145,7 +197,14 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
                  for rs in resampled] if resampled else [None] * len(rounds)
   comparisons = [compare_rules(baseline, members, rs) for members, rs in zip(rounds, resampled)]
   tolerance = max_accuracy_drop(config)
-  best = best_rule(comparisons[-1], tolerance) if comparisons else None
+  chosen = (selection_results(config, data, baseline_phase, round_phases[-1], specs)
+            if round_phases else None)
+  if chosen is not None:  # the held-out choice is the study's best rule
+    best = chosen["chosen"]
+    criterion = chosen["criterion"] + ", confirmed on test"
+  else:
+    best = best_rule(comparisons[-1], tolerance) if comparisons else None
+    criterion = best_rule_criterion(tolerance)
   excluded = [{"phase": "baseline" if m["round"] == 0 else f"round{m['round']}",
                "label": m["label"], "status": m["status"], "epoch": m["non_finite_epoch"]}
               for ms in [baseline, *rounds] for m in ms if m.get("status", OK) != OK]
@@ -164,6 +223,7 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
       "rounds": rounds,
       "comparisons": comparisons,
       "best_rule": {"rule": best["rule"] if best else None, "max_accuracy_drop": tolerance,
-                    "criterion": best_rule_criterion(tolerance)},
+                    "criterion": criterion},
+      "selection": chosen,
       "wall_seconds": wall_seconds,
   }

@@ -6,6 +6,10 @@ sampler (oversample) or weights that move during training (group_dro, dynamic_di
 comes from the one registry `weighting.RULES`.
 Strings (not nested dicts) keep every member overridable from the command line:
   --config.rules="('uniform','inverse_tpr:gamma=0.5')"
+A grid, "inverse_tpr:gamma=0:3:0.25" (start:stop:step, stop included) or
+"inverse_tpr:gamma=0.5|1|2" (a list), expands into one ordinary rule per value (a product over
+several grid hyper-parameters): they are members of the same ensemble (one compiled program),
+and `RuleSpec.family` (the string as written) groups them for the console and the report.
 All validation happens here, before any data is loaded or any step is compiled.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 from lwi_jax.member import MemberHParams
 from lwi_jax.rules import weighting
@@ -27,6 +32,16 @@ class RuleSpec:
   """One parsed rule string: a registry name and its full, checked hyper-parameters."""
   name: str
   hparams: dict
+  family: str = ""  # the grid string this rule was expanded from; "" = written on its own
+
+  @property
+  def static(self) -> bool:
+    """Whether the rule is all in its class weights (no loss, schedule or sampler of its own)."""
+    return weighting.RULES[self.name].static
+
+  @property
+  def family_label(self) -> str:
+    return self.family or self.label
 
   @property
   def label(self) -> str:
@@ -82,6 +97,62 @@ def parse_rule(text: str, where: str = "config.rules") -> RuleSpec:
   return RuleSpec(name, weighting.validate(name, hparams, where=f"{where} {text!r}"))
 
 
+MAX_GRID = 200  # members one grid string may expand into: a typo like 0:3:0.0001 is refused
+
+
+def _grid_values(text: str, key: str, value: str, where: str) -> list[float]:
+  """The values of one `key=value` item: a number, start:stop:step, or a|b|c."""
+  def number(v):
+    try:
+      return float(v)
+    except ValueError:
+      raise ValueError(f"{where}: {text!r}: {key}={v!r} is not a number") from None
+  if "|" in value:
+    return [number(v) for v in value.split("|")]
+  if ":" not in value:
+    return [number(value)]
+  parts = [number(v) for v in value.split(":")]
+  if len(parts) != 3 or not parts[2] > 0 or parts[1] < parts[0]:
+    raise ValueError(f"{where}: {text!r}: grid {key}={value!r} must be start:stop:step with "
+                     "step > 0 and stop >= start (e.g. gamma=0:3:0.25), or a list a|b|c")
+  count = int(math.floor((parts[1] - parts[0]) / parts[2] + 1e-9)) + 1
+  if count > MAX_GRID:
+    raise ValueError(f"{where}: {text!r}: grid {key}={value!r} has {count} values "
+                     f"(at most {MAX_GRID})")
+  # rounded so that 0:3:0.1 gives 0.3, not 0.30000000000000004 (labels and fingerprints)
+  return [round(parts[0] + i * parts[2], 10) for i in range(count)]
+
+
+def expand_rule(text: str, where: str = "config.rules") -> list[RuleSpec]:
+  """The rules of one rule string: one for a plain rule, one per grid point for a grid.
+
+  Args:
+    text: "name", "name:hp=v,...", or with grid values "name:hp=a:b:step" / "name:hp=a|b|c".
+    where: the config field, for the error messages.
+
+  Returns:
+    RuleSpecs in grid order (the last hyper-parameter varies fastest); a grid's share its
+    `family` (the string as written).
+  """
+  if not isinstance(text, str) or ("|" not in text and text.count(":") < 2):
+    return [parse_rule(text, where)]
+  name, _, args = text.strip().partition(":")
+  items = [a.strip() for a in args.split(",") if a.strip()]
+  grids = []
+  for item in items:
+    key, eq, value = item.partition("=")
+    if not eq:
+      raise ValueError(f"{where}: {text!r}: hyper-parameter {item!r} must be written key=value")
+    grids.append([(key.strip(), v) for v in _grid_values(text, key.strip(), value.strip(),
+                                                         where)])
+  family = text.strip()
+  specs = []
+  for combo in itertools.product(*grids):
+    one = parse_rule(name + ":" + ",".join(f"{k}={v!r}" for k, v in combo), where)
+    specs.append(dataclasses.replace(one, family=family))
+  return specs
+
+
 def parse_members(rules, seeds) -> list[MemberSpec]:
   """The members of a study: rules x seeds, seed-major within each rule.
 
@@ -102,7 +173,7 @@ def parse_members(rules, seeds) -> list[MemberSpec]:
     raise ValueError(f"config.seeds must be non-negative integers, got {seeds}")
   if len(set(seeds)) != len(seeds):
     raise ValueError(f"config.seeds has duplicates: {seeds}")
-  specs = [parse_rule(r) for r in rules]
+  specs = [spec for r in rules for spec in expand_rule(r)]
   labels = [s.label for s in specs]
   if len(set(labels)) != len(labels):
     raise ValueError(f"config.rules has duplicates: {labels}")

@@ -22,6 +22,7 @@ import numpy as np
 
 from lwi_jax import models, optim
 from lwi_jax.parallel import ensemble
+from lwi_jax.report import front
 from lwi_jax.report import results as results_lib
 from lwi_jax.rules import members as members_lib
 from lwi_jax.rules import scores as scores_lib
@@ -171,9 +172,12 @@ def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.Membe
   test = config.compare.test
   if test not in results_lib.TESTS:
     raise ValueError(f"compare.test={test!r} is not one of {list(results_lib.TESTS)}")
-  if test == "bootstrap" and int(config.compare.bootstrap_samples) < 100:
+  front.validate(config.compare)
+  if ((test == "bootstrap" or config.compare.selection != "none")
+      and int(config.compare.bootstrap_samples) < 100):
     raise ValueError(f"compare.bootstrap_samples={config.compare.bootstrap_samples} must be "
-                     ">= 100 for a 95% percentile interval")
+                     ">= 100 for a 95% percentile interval (the test, or the "
+                     "compare.selection front)")
   if test == "paired_t" and len(config.seeds) < 2:
     raise ValueError(f"compare.test={test!r} needs at least 2 seeds (config.seeds="
                      f"{tuple(config.seeds)}); add seeds or set --config.compare.test=none")

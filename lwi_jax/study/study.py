@@ -35,7 +35,7 @@ import numpy as np
 from lwi_jax import data as data_lib
 from lwi_jax.member import MemberHParams
 from lwi_jax.parallel import ensemble, sharding
-from lwi_jax.report import outputs
+from lwi_jax.report import markdown, outputs
 from lwi_jax.report import results as results_lib
 from lwi_jax.report.results import OK, SOURCE_NON_FINITE
 from lwi_jax.rules import scores as scores_lib
@@ -176,6 +176,8 @@ class Study:
                            self.trainer.evaluate(states, "test", len(seeds)))
     # per-example test predictions: what the bootstrap and McNemar's test resample (compact ints)
     result["test_predictions"] = self.trainer.predictions(states, "test", len(seeds))
+    # validation predictions: the split report/selection.py chooses a rule on
+    result["validation_predictions"] = self.trainer.predictions(states, "validation", len(seeds))
     if extra is not None:
       result.update(extra(states))
     saved = phases.write(path, result)
@@ -237,9 +239,16 @@ class Study:
                "non-finite; trained with uniform weights only to keep the ensemble, and "
                "excluded")
       hps.append(MemberHParams.uniform(len(counts)))
+    grids = {}  # a grid's members: one console line per family (results.json: each member)
     for m, h in zip(self.specs, hps):
-      self.log(f"weights {m.label:<44s} {_fmt_vec(h.class_weights)}"
-               + (f"  sampling {_fmt_vec(h.sample_weights)}" if bool(h.oversample) else ""))
+      if m.rule.family:
+        grids.setdefault(m.rule.family, set()).add(m.rule.label)
+      else:
+        self.log(f"weights {m.label:<44s} {_fmt_vec(h.class_weights)}"
+                 + (f"  sampling {_fmt_vec(h.sample_weights)}" if bool(h.oversample) else ""))
+    for family, rules in grids.items():
+      self.log(f"weights {family}: a grid of {len(rules)} rules x {len(self.config.seeds)} "
+               "seed(s), each member's weights in results.json")
     return ensemble.stack(hps)
 
   def _retrain(self, r: int, sources: dict[str, ScoreSource], base_key: str) -> dict:
@@ -268,6 +277,8 @@ class Study:
     self.log(f"outputs: {self.workdir}/ (report.md, results.json, summary.csv, plots/, "
              f"tensorboard/); {console.format_seconds(self.clock.wall_seconds(self._phase_keys))}"
              " in all")
+    for line in markdown.decision_lines(results, self.workdir):  # the console ends with it
+      self.log(line)
     return results
 
   def _attach_score_uncertainty(self, results: dict, records: list[dict]) -> None:
