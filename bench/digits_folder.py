@@ -26,10 +26,11 @@ from lwi_jax.data import image_export  # noqa: E402
 from lwi_jax.data.types import Split  # noqa: E402
 
 
-def main() -> None:
+def main(argv=None) -> int:
+  """Writes the folder; returns the number of images written."""
   parser = argparse.ArgumentParser()
   parser.add_argument("--out", required=True)
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   from sklearn.datasets import load_digits  # the bench extra (pyproject.toml)
   digits = load_digits()
   images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
@@ -37,6 +38,7 @@ def main() -> None:
   n = image_export.write_image_folder(args.out, {"all": Split(images, labels)},
                                       [str(c) for c in range(10)], layout="class")
   print(f"wrote {n} digits to {args.out}; per class {np.bincount(labels).tolist()}")
+  return n
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The image-folder source on the real CIFAR-10, once: equivalence with the python pickles and
 decoding speed, side by side in one process.
 
-  python -m bench.image_folder_speed [--out=/tmp/cifar_png] [--skip-study]
+  python -m bench.image_folder_speed [--out=/tmp/cifar_png] [--skip-study] [--cifar-dir=DIR]
 
 1. Loads the python version (pickles) and times it.
 2. Writes all 60,000 images as PNGs in both layouts (image_export.write_image_folder):
@@ -71,14 +71,16 @@ def diff(a, b, path="") -> list[str]:
   return [] if a == b else [f"{path}: {a!r:.60} vs {b!r:.60}"]
 
 
-def main() -> None:
+def main(argv=None) -> dict:
+  """Runs the benchmark; returns what it printed as numbers and flags (for the smoke test)."""
   parser = argparse.ArgumentParser()
   parser.add_argument("--out", default="")
   parser.add_argument("--skip-study", action="store_true")
-  args = parser.parse_args()
+  parser.add_argument("--cifar-dir", default=CIFAR10_DIR)
+  args = parser.parse_args(argv)
   out = args.out or tempfile.mkdtemp(prefix="cifar_png_")
   t = time.perf_counter()
-  train, test, names = cifar10.load_python_version(CIFAR10_DIR)
+  train, test, names = cifar10.load_python_version(args.cifar_dir)
   t_pickle = time.perf_counter() - t
   t = time.perf_counter()
   n = image_export.write_image_folder(os.path.join(out, "split"), {"train": train, "test": test},
@@ -108,15 +110,18 @@ def main() -> None:
                 and np.array_equal(class_arrays["labels"],
                                    np.concatenate([train.labels, test.labels])))
   (t_first, r1), (t_cached, r2) = times
-  print(f"pickles: {t_pickle:.2f} s for 60,000 images")
+  print(f"pickles: {t_pickle:.2f} s for {n:,} images")
   print(f"write {2 * n} PNGs (both layouts): {t_write:.1f} s ({2 * n / t_write:.0f} images/s)")
   print(f"image folder, first run (cache reused: {r1}): {t_first:.2f} s "
         f"({n / t_first:.0f} images/s)")
   print(f"image folder, cached run (cache reused: {r2}): {t_cached:.2f} s "
         f"({n / t_cached:.0f} images/s); cached / pickles = {t_cached / t_pickle:.2f}x")
   print(f"arrays identical to the pickles: split layout {same_split}, class layout {same_class}")
+  summary = {"images": n, "cache_reused": [r1, r2], "same_split": same_split,
+             "same_class": same_class, "seconds": {"pickles": t_pickle, "first": t_first,
+                                                   "cached": t_cached}}
   if args.skip_study:
-    return
+    return summary
   results = []
   for name in ("python", "folder"):
     config = load_config("cifar", "smoke")
@@ -125,7 +130,7 @@ def main() -> None:
     if name == "folder":
       config.data = folder_cfg(os.path.join(out, "split"), cache, smoke.data)
     else:
-      config.data.dir = CIFAR10_DIR
+      config.data.dir = args.cifar_dir
     config.lock()
     study_lib.run(config, log=lambda line: None)
     with open(os.path.join(config.workdir, "results.json")) as f:
@@ -135,6 +140,7 @@ def main() -> None:
         f"outside {list(ALLOWED_DIFFERENCES)}")
   for d in differences[:20]:
     print("  " + d)
+  return dict(summary, differences=differences)
 
 
 if __name__ == "__main__":
