@@ -9,7 +9,8 @@ What an augmentation does is an `AugmentSpec` built from `config.train`
   flip      'random' (each view flipped with p = 1/2) or 'alternating' (airbench: each image
             flipped in every other epoch, starting from a fixed random half, so two consecutive
             epochs always show both orientations; more diverse than independent coin flips
-            when there are few epochs)
+            when there are few epochs), or 'none' (translation only: for data where a mirror
+            image is another class or no image at all, e.g. digits and letters)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 AUGMENTATIONS = ("none", "flip_crop")
-FLIPS = ("random", "alternating")
+FLIPS = ("random", "alternating", "none")
 PAD_MODES = {"zeros": "constant", "reflect": "reflect"}
 
 
@@ -86,6 +87,9 @@ def apply(spec: AugmentSpec, inputs: jax.Array, key: jax.Array, example_ids: jax
   are what the alternating flip is a function of."""
   if spec.name == "none":
     return inputs
+  if spec.flip == "none":
+    _, k_y, k_x = jax.random.split(key, 3)  # flip_crop's translation keys: same views, unflipped
+    return _crop(inputs, k_y, k_x, spec.crop_pad, spec.pad_mode)
   flip = alternating_flip_mask(example_ids, epoch) if spec.flip == "alternating" else None
   return flip_crop(inputs, key, spec.crop_pad, spec.pad_mode, flip)
 

@@ -173,3 +173,27 @@ def test_tabular_reference():
   text = tabular_reference.main(["--seeds", "0,1", "--epochs", "2"])
   assert "project MLP" in text and "HistGradientBoostingClassifier" in text
   assert text.count("\n| ") >= 5  # header + 4 methods
+
+
+def test_digits_folder(tmp_path):
+  """`python -m bench.digits_folder`: the folder loads through configs/images.py:folder."""
+  pytest.importorskip("sklearn", reason="scikit-learn is in the `bench` extra, not `test`")
+  from bench import digits_folder
+  from configs import images
+  from lwi_jax import data as data_lib
+  assert digits_folder.main(["--out", str(tmp_path / "digits")]) == 1797
+  cfg = images.get_config("folder").data
+  cfg.update(dict(root=str(tmp_path / "digits"), cache_dir=str(tmp_path / "cache")))
+  data = data_lib.load_dataset(cfg)
+  assert data.class_names == tuple(str(d) for d in range(10))
+  assert data.train.inputs.shape[1:] == (8, 8, 1)
+  assert len(data.train) + len(data.validation) + len(data.test) == 1797
+
+
+def test_image_folder_speed(tiny_cifar10_dir, tmp_path):
+  """`python -m bench.image_folder_speed` on the miniature CIFAR-10, without the study part."""
+  from bench import image_folder_speed
+  result = image_folder_speed.main(["--out", str(tmp_path), "--skip-study",
+                                    "--cifar-dir", tiny_cifar10_dir])
+  assert result["images"] == 700 and result["cache_reused"] == [False, True]
+  assert result["same_split"] and result["same_class"]

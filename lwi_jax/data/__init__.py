@@ -9,7 +9,8 @@ from typing import Callable
 
 import numpy as np
 
-from lwi_jax.data import cifar10, csv_source, tabular, tabular_report, text_report
+from lwi_jax.data import cifar10, csv_source, image_folder, image_report, npz_images, tabular
+from lwi_jax.data import tabular_report, text_report, tfds_images
 from lwi_jax.data import names as names_source
 from lwi_jax.data.content_hash import content_hash
 from lwi_jax.data.errors import DataError
@@ -20,7 +21,9 @@ __all__ = ["ClassificationData", "DataError", "Split", "LOADERS", "content_hash"
 
 
 LOADERS: dict[str, Callable[..., ClassificationData]] = {
-    "cifar10": cifar10.load, "names": names_source.load_names, "csv": csv_source.load_csv}
+    "cifar10": cifar10.load, "names": names_source.load_names, "csv": csv_source.load_csv,
+    "image_folder": image_folder.load_image_folder, "npz": npz_images.load_npz,
+    "tfds_images": tfds_images.load_tfds_images}
 LOADERS.update(tabular.LOADERS)  # 'tabular' (your CSV), 'satimage', 'letter' (bundled)
 
 
@@ -46,5 +49,7 @@ def load_dataset(cfg) -> ClassificationData:
 
 def summary_lines(data: ClassificationData) -> list[str]:
   """Console lines about what a source did to the data (text: per-class facts and warnings;
-  tabular: rows read, dropped, merged and balanced away, and warnings)."""
-  return text_report.summary_lines(data.info) + tabular_report.summary_lines(data.info)
+  tabular: rows read, dropped, merged and balanced away, and warnings; images: per-class
+  counts, skipped files, imbalance)."""
+  return (text_report.summary_lines(data.info) + tabular_report.summary_lines(data.info)
+          + image_report.summary_lines(data.info, data.class_names))

@@ -36,11 +36,28 @@ def _resnet_options(cfg) -> dict:
               bn_momentum=momentum, bn_epsilon=eps)
 
 
+INPUT_NORMS = ("fixed", "train_stats")
+
+
+def _input_norm(cfg, data_info: dict) -> dict:
+  """model.input_norm: 'fixed' (x / 127.5 - 1, the CIFAR-10 configs, which predate the field)
+  or 'train_stats' (per-channel mean and std of the training split, from the image source)."""
+  norm = cfg.get("input_norm", "fixed")
+  if norm not in INPUT_NORMS:
+    raise ValueError(f"model.input_norm={norm!r} is not one of {list(INPUT_NORMS)}")
+  if norm == "fixed":
+    return {}
+  if "pixel_mean" not in data_info:
+    raise ValueError("model.input_norm='train_stats' needs the training split's pixel "
+                     "statistics, which the image sources give (data.name in ['image_folder', "
+                     "'npz', 'tfds_images']); use 'fixed' with this data")
+  return dict(pixel_mean=tuple(data_info["pixel_mean"]), pixel_std=tuple(data_info["pixel_std"]))
+
+
 def _resnet_cnn(cfg, num_classes: int, data_info: dict) -> nn.Module:
-  del data_info
   return ResidualCNN(num_classes=num_classes, widths=tuple(cfg.widths),
                      dense_width=cfg.dense_width, dropout_rate=cfg.dropout_rate,
-                     **_resnet_options(cfg))
+                     **_resnet_options(cfg), **_input_norm(cfg, data_info))
 
 
 def resolve_conv_impl(name: str) -> str:
@@ -84,6 +101,8 @@ def check_config(cfg) -> None:
     mlp_lib.check_config(cfg)
   if cfg.name == "resnet_cnn":
     _resnet_options(cfg)
+    if cfg.get("input_norm", "fixed") not in INPUT_NORMS:
+      raise ValueError(f"model.input_norm={cfg.input_norm!r} is not one of {list(INPUT_NORMS)}")
 
 
 def create_model(cfg, num_classes: int, data_info: dict | None = None) -> nn.Module:

@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lwi_jax.models import image_input
+
 CONV_IMPLS = ("xla", "matmul", "cpu")
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
@@ -307,6 +309,9 @@ class ResidualCNN(nn.Module):
   # and epsilon (model.bn_momentum, model.bn_epsilon).
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
+  # Input normalisation (image_input.py): None = x / 127.5 - 1, else the training split's.
+  pixel_mean: tuple[float, ...] | None = None
+  pixel_std: tuple[float, ...] | None = None
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
@@ -314,7 +319,7 @@ class ResidualCNN(nn.Module):
       raise ValueError(f"model.conv_impl={self.conv_impl!r} is not one of {list(CONV_IMPLS)}")
     cdt = self.compute_dtype or self.dtype
     # uint8 pixels stay uint8 on the device (4x less memory); scale here.
-    x = (images.astype(self.dtype) * (1.0 / 127.5) - 1.0).astype(cdt)
+    x = image_input.scaled_pixels(images, self.dtype, self.pixel_mean, self.pixel_std).astype(cdt)
 
     layer = iter(range(5))
 

@@ -68,6 +68,11 @@ def report_markdown(results: dict) -> str:
             f"- Seeds: {list(seeds)} (each rule is paired with the baseline of the same seed: same "
             "initialisation and data order). Backend: " + results["backend"] + ".",
             f"- Wall time: {results['wall_seconds']:.0f} s.", ""]
+  if ds["info"].get("balanced") is False:  # image sources say (lwi_jax/data/image_report.py)
+    lines += [f"- The training classes are not balanced (largest / smallest = "
+              f"{ds['info']['imbalance_ratio']:.1f}): class frequency differs beside "
+              "learnability, and the count-driven rules (effective_number, oversample, drw) "
+              "act on it.", ""]
   lines += non_finite_section(results)
   base = [m for m in results["baseline"] if m.get("status", OK) == OK]
   for r, rows in enumerate(results["comparisons"], start=1):

@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from lwi_jax import models, optim
+from lwi_jax.data import image_convert
 from lwi_jax.parallel import ensemble
 from lwi_jax.report import front
 from lwi_jax.report import results as results_lib
@@ -78,6 +79,7 @@ FIELDS: dict[str, tuple[Callable, str]] = {
     "data.min_validation_per_class": _ints(1),
     "data.max_categories": _int_range(1, MAX_CATEGORIES, "most frequent categories one-hot"),
     "seeds": _int_tuple(0, SEED_MAX),
+    "data.image_size": _ints(0),
     "optimizer.learning_rate": _real(lambda x: x > 0, "learning_rate > 0"),
     "optimizer.weight_decay": _real(lambda x: x >= 0, "weight_decay >= 0"),
     "optimizer.momentum": _real(lambda x: 0 <= x < 1, "0 <= momentum < 1"),
@@ -132,6 +134,8 @@ def check_config(config) -> None:
     if present and not ok(value):
       raise ValueError(f"{path}={value!r} is invalid: it must be {text}")
   data = config.get("data", {})
+  if data.get("name") == "image_folder":
+    image_convert.check_options(data.channels, data.image_size)
   if "test_fraction" in data:
     total = data.validation_fraction + data.test_fraction
     if total >= 1:

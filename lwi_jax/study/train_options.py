@@ -53,6 +53,10 @@ def eval_flip(train_cfg, data=None) -> bool:
     raise ValueError(f"train.eval_flip={value!r} must be True or False")
   if value:
     _needs_images("eval_flip=True", data)
+    if _field(train_cfg, "flip") == "none":
+      raise ValueError("train.eval_flip=True averages each test image with its mirror image, "
+                       "which train.flip='none' says is not the same class; set "
+                       "train.eval_flip=False")
   return value
 
 
