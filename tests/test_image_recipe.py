@@ -93,7 +93,9 @@ def test_folder_study_end_to_end(tmp_path):
     results = json.load(f)
   info = results["dataset"]["info"]
   assert info["image_shape"] == [8, 8, 1] and info["layout"] == "class"
-  assert info["class_counts"]["test"] == [2, 2, 1] and info["class_counts"]["train"] == [8, 8, 4]
+  names = results["dataset"]["class_names"]
+  assert names == ["one", "two", "zero"]  # folder names, sorted
+  assert info["class_counts"]["test"] == [2, 1, 2] and info["class_counts"]["train"] == [8, 4, 8]
   assert any(line.startswith("images: 8x8x1 per image") for line in lines)
   assert any(line.startswith("WARNING: the training classes are not balanced") for line in lines)
   with open(os.path.join(config.workdir, "report.md")) as f:
