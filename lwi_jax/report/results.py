@@ -224,6 +224,7 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
       "comparisons": comparisons,
       "best_rule": {"rule": best["rule"] if best else None, "max_accuracy_drop": tolerance,
                     "criterion": criterion},
-      "selection": chosen,
       "wall_seconds": wall_seconds,
+      # the front and the held-out choice; absent (not null) when there is none to make
+      **({"selection": chosen} if chosen is not None else {}),
   }
