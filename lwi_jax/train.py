@@ -251,15 +251,21 @@ def predict_labels(state: TrainState, inputs: jax.Array, mask: jax.Array,
   return jax.lax.scan(body, None, (inputs, mask))[1].reshape(-1)
 
 
-def batch_for_eval(inputs: np.ndarray, labels: np.ndarray, batch_size: int):
-  """Pads an eval split to whole batches: (inputs [S,B,...], labels [S,B], mask [S,B]).
+def eval_batches(n: int, batch_size: int) -> tuple[int, int]:
+  """(steps S, batch B) of an eval split of n rows in batches of at most `batch_size`.
 
-  B is `batch_size`, or the split's size when that is smaller: padding a 20-row split of long
-  texts to a 1000-row batch multiplied its memory by 50 (an OOM kill, issue #25).
+  B is `batch_size`, or n when that is smaller: a 20-row split of long texts padded to a
+  1000-row batch would take 50 times its memory.
   """
+  batch = max(1, min(batch_size, n))
+  return max(1, -(-n // batch)), batch
+
+
+def batch_for_eval(inputs: np.ndarray, labels: np.ndarray, batch_size: int):
+  """Pads an eval split to whole batches (`eval_batches`): (inputs [S,B,...], labels [S,B],
+  mask [S,B])."""
   n = labels.shape[0]
-  batch_size = max(1, min(batch_size, n))
-  steps = max(1, -(-n // batch_size))
+  steps, batch_size = eval_batches(n, batch_size)
   pad = steps * batch_size - n
   inputs = np.concatenate([inputs, np.zeros((pad,) + inputs.shape[1:], inputs.dtype)])
   labels = np.concatenate([labels, np.zeros((pad,), labels.dtype)])

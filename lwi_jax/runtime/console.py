@@ -17,8 +17,17 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+from typing import Callable
 
 from absl import flags, logging
+
+
+Printer = Callable[[str], None]  # where a run's console lines go (tests pass a list's append)
+
+
+def print_line(msg: str) -> None:
+  """The default Printer: stdout, flushed (lines must show while a long epoch runs)."""
+  print(msg, flush=True)
 
 
 def configure_logging() -> None:

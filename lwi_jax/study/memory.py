@@ -28,11 +28,6 @@ def _bytes(tree) -> int:
                  for x in jax.tree_util.tree_leaves(tree) if hasattr(x, "shape")))
 
 
-def _padded_rows(n: int, batch: int) -> int:
-  batch = max(1, min(batch, n))
-  return -(-n // batch) * batch
-
-
 def estimate(config, data, model, tx, num_members: int) -> dict:
   """Bytes by part: {'data', 'states', 'activations'} and which batch is the largest."""
   cfg = config.train
@@ -41,8 +36,9 @@ def estimate(config, data, model, tx, num_members: int) -> dict:
                          jax.random.PRNGKey(0))
   per_member = _bytes(state.params) * 2 + _bytes(state.opt_state) + _bytes(state.batch_stats)
   row = sample.nbytes
-  rows = len(data.train) + sum(_padded_rows(len(s), cfg.eval_batch_size)
-                               for s in (data.validation, data.test))
+  eval_shapes = [train.eval_batches(len(s), cfg.eval_batch_size)
+                 for s in (data.validation, data.test)]
+  rows = len(data.train) + sum(steps * batch for steps, batch in eval_shapes)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
 
   def activations(batch: int) -> int:
@@ -52,7 +48,7 @@ def estimate(config, data, model, tx, num_members: int) -> dict:
     return _bytes(inter) + batch * row
 
   in_flight = min(num_members, cfg.ensemble_chunk or num_members)
-  eval_batch = max(min(cfg.eval_batch_size, max(len(data.validation), len(data.test))), 1)
+  eval_batch = max(batch for _, batch in eval_shapes)
   by_batch = {"train.batch_size": 2 * activations(cfg.batch_size),
               "train.eval_batch_size": activations(eval_batch)}
   largest = max(by_batch, key=by_batch.get)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable
 
 import jax
 import ml_collections
@@ -42,12 +41,6 @@ from lwi_jax.rules import scores as scores_lib
 from lwi_jax.runtime import console, run_control
 from lwi_jax.study import checks, memory, phases
 from lwi_jax.study.trainer import Trainer
-
-Printer = Callable[[str], None]
-
-
-def _print(msg: str) -> None:
-  print(msg, flush=True)
 
 
 def _fmt_vec(v, shown: int = 30) -> str:
@@ -74,7 +67,7 @@ class ScoreSource:
 class Study:
   """Runs (or resumes) the phases of one config in its workdir."""
 
-  def __init__(self, config: ml_collections.ConfigDict, log: Printer = _print):
+  def __init__(self, config: ml_collections.ConfigDict, log: console.Printer = console.print_line):
     self.config = config
     self.log = log
     self.specs = checks.validate_config(config)  # fails before any data is loaded
@@ -294,7 +287,7 @@ class Study:
           spec.rule, by_seed[spec.seed], counts, self.config.train.epochs, cfg, spec.seed)
 
 
-def run(config: ml_collections.ConfigDict, log: Printer = _print) -> dict:
+def run(config: ml_collections.ConfigDict, log: console.Printer = console.print_line) -> dict:
   """Runs (or resumes) the study of `config`; writes everything into `config.workdir`.
 
   Args:

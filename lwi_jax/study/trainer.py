@@ -26,12 +26,7 @@ from lwi_jax.runtime import console, run_control
 from lwi_jax.runtime.tensorboard import TensorBoard
 from lwi_jax.study import phases, train_options
 
-Printer = Callable[[str], None]
 HISTORY_FIELDS = ("loss", "accuracy", "val_accuracy", "seconds", "finite")
-
-
-def _print(msg: str) -> None:
-  print(msg, flush=True)
 
 
 def summaries_from_confusions(cms: np.ndarray) -> list[dict]:
@@ -60,7 +55,7 @@ class Trainer:
   """Device-resident data and compiled functions shared by all phases of one run."""
 
   def __init__(self, config: ml_collections.ConfigDict, data: data_lib.ClassificationData,
-               log: Printer = _print, progress: bool | None = None):
+               log: console.Printer = console.print_line, progress: bool | None = None):
     self.config = config
     self.data = data
     self.log = log
