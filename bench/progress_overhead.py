@@ -39,7 +39,7 @@ def main(argv=None) -> dict:
 
   config = load_config("names", args.preset)
   data = data_lib.load_dataset(config.data)
-  trainer = trainer_lib.Trainer(config, data, log=lambda m: None, progress=False)
+  trainer = trainer_lib.Trainer(config, data, log=lambda m: None, progress="off")
   cfg = config.train
   seeds = list(range(args.members))
   hp = ensemble.stack([member.MemberHParams.create(np.ones(data.num_classes))] * args.members)
@@ -53,7 +53,8 @@ def main(argv=None) -> dict:
 
   def epoch(name):
     states, hps = jax.tree.map(jnp.copy, (states0, hp))  # donated arguments: fresh copies
-    with open(os.devnull, "w") as sink, console.epoch_bar("epoch", steps, name == "bar", sink):
+    with open(os.devnull, "w") as sink, \
+        console.epoch_progress("epoch", steps, name == "bar", stream=sink):
       t0 = time.perf_counter()
       out = fns[name](states, hps, keys, jnp.int32(0), trainer.train_inputs,
                       trainer.train_labels)

@@ -255,7 +255,6 @@ def e2e_names(args, log) -> dict:
   (one compiled program reused). Checkpoints and TensorBoard are off in both.
   """
   from lwi_jax import data as data_lib  # noqa: PLC0415
-  from lwi_jax.report import markdown  # noqa: PLC0415
   from lwi_jax.study import study as study_lib  # noqa: PLC0415
   from lwi_jax.study import trainer as trainer_lib  # noqa: PLC0415
 
@@ -303,14 +302,16 @@ def e2e_names(args, log) -> dict:
   results = {}
   for mode, cls in (("ensemble", Ensemble), ("member_by_member", MemberByMember)):
     cfg = config.copy_and_resolve_references()
-    cfg.workdir = tempfile.mkdtemp(prefix=f"bench_e2e_{mode}_")
-    study = study_lib.Study(cfg, quiet)
-    study._data = data  # pylint: disable=protected-access
-    study._trainer = cls(cfg, data, quiet)  # pylint: disable=protected-access
-    log(f"  e2e: {mode} ...")
-    t0 = time.perf_counter()
-    results[mode] = study.run()
-    out[f"{mode}_seconds"] = time.perf_counter() - t0
+    # The timed study writes checkpoints and outputs; only its returned numbers are kept.
+    with tempfile.TemporaryDirectory(prefix=f"bench_e2e_{mode}_") as workdir:
+      cfg.workdir = workdir
+      study = study_lib.Study(cfg, quiet)
+      study._data = data  # pylint: disable=protected-access
+      study._trainer = cls(cfg, data, quiet)  # pylint: disable=protected-access
+      log(f"  e2e: {mode} ...")
+      t0 = time.perf_counter()
+      results[mode] = study.run()
+      out[f"{mode}_seconds"] = time.perf_counter() - t0
     log(f"  e2e: {mode} {out[f'{mode}_seconds']:.0f}s")
   out["speedup"] = out["member_by_member_seconds"] / out["ensemble_seconds"]
   try:  # same members, same numbers (up to float round-off)?

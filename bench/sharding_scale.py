@@ -129,7 +129,7 @@ def main(argv):
            else f"{share:.2f} of one device's time ({1 / share:.2f}x)")
     print(f"| {d} | {r['members_per_device']} ({r['padded']}) | {r['state_mb']:.2f} | "
           f"{r['arg_mb']:.1f} + {r['out_mb']:.2f} + {r['temp_mb']:.1f} | {measured} | {est} |")
-  print(f"\ncompile s (full program): " + ", ".join(f"D={r['devices']}: {r['compile_s']:.1f}"
+  print("\ncompile s (full program): " + ", ".join(f"D={r['devices']}: {r['compile_s']:.1f}"
                                                   for r in rows))
 
 

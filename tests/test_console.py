@@ -57,8 +57,8 @@ def test_progress_bar_changes_no_result_and_counts_every_step(monkeypatch):
   monkeypatch.setattr(console, "on_train_step", lambda d, e: (calls.append(int(d)), real(d, e)))
   config = _names_config()
   config.train.eval_every_epoch = False  # no eval programs to compile: the epoch is the subject
-  with_bar = trainer_lib.Trainer(config, _data(), log=lambda m: None, progress=True)
-  without = trainer_lib.Trainer(config, _data(), log=lambda m: None, progress=False)
+  with_bar = trainer_lib.Trainer(config, _data(), log=lambda m: None, progress="bar")
+  without = trainer_lib.Trainer(config, _data(), log=lambda m: None, progress="off")
   without.tx = with_bar.tx  # the same optimizer object: one compiled init for both
 
   chex.assert_trees_all_equal(_fit(with_bar, "vmap"), _fit(without, "vmap"))  # bit-identical
@@ -113,16 +113,16 @@ def test_progress_points_cover_the_epoch():
     assert sum(d - every * ((d - 1) // every) for d in points) == steps  # what the bar adds up
 
 
-def test_epoch_bar_draws_to_its_stream_and_detaches():
+def test_epoch_progress_bar_draws_to_its_stream_and_detaches():
   stream = io.StringIO()
-  with console.epoch_bar("[t] epoch 1/2", 10, True, stream=stream):
+  with console.epoch_progress("[t] epoch 1/2", 10, True, stream=stream):
     for done in (4, 8, 10):
       console.on_train_step(done, 4)
     assert console._active._tqdm.n == 10
   assert "[t] epoch 1/2" in stream.getvalue()
   assert console._active is None
   console.on_train_step(4, 4)  # after the epoch: ignored, no error
-  with console.epoch_bar("off", 10, False, stream=stream):
+  with console.epoch_progress("off", 10, False, stream=stream):
     assert console._active is None
 
 
@@ -151,3 +151,56 @@ def test_short_formats():
   assert console.spread([0.5]) == "0.500"
   assert console.spread([0.7, np.nan, 0.5]) == "0.500–0.700"
   assert console.spread([np.nan]) == "–"
+
+
+def test_pace_reports_the_steps_after_the_first_point_once(monkeypatch):
+  clock = iter([100.0, 103.0, 104.5, 106.0])  # the first point comes after the compilation
+  monkeypatch.setattr(console.time, "perf_counter", lambda: next(clock))
+  reports = []
+  with console.epoch_progress("e", 12, False, on_pace=lambda s, t: reports.append((s, t))):
+    for done in (4, 8, 12):
+      console.on_train_step(done, 4)
+  assert reports == [(3.0 / 4, 12)]  # 4 steps between the first two points took 3 s
+  assert console._active is None
+
+
+def test_a_long_epoch_off_a_terminal_prints_its_pace_and_the_cpu_preset(monkeypatch):
+  """The design card's full CIFAR-10 command on a CPU says what it costs before its first epoch
+  ends, and names the :cpu preset; a short epoch (the threshold) prints nothing more."""
+  config = _names_config()
+  config.train.eval_every_epoch = False
+  config.train.cpu_preset = "configs/cifar.py:cpu"
+
+  def hp():  # a fresh stack per fit: the epoch donates its arguments
+    return ensemble.stack([member.MemberHParams.create(np.ones(3))] * 2)
+  lines = []
+  quiet = trainer_lib.Trainer(config, _data(), log=lines.append, progress="pace")
+  quiet.fit("t", ["a", "b"], [0, 1], hp())
+  assert not any("pace" in line for line in lines)  # epochs of milliseconds: no pace line
+
+  monkeypatch.setattr(trainer_lib, "PACE_LINE_MIN_EPOCH_SECONDS", 0.0)
+  lines.clear()
+  trainer_lib.Trainer(config, _data(), log=lines.append, progress="pace").fit(
+      "t", ["a", "b"], [0, 1], hp())
+  pace = [line for line in lines if "pace of the first steps" in line]
+  assert len(pace) == 1 and "2 members, 2 epochs" in pace[0]
+  # It comes before the first epoch's line, i.e. during that epoch.
+  assert lines.index(pace[0]) < next(i for i, l in enumerate(lines) if "epoch 1/2" in l)
+  hint = [line for line in lines if "configs/cifar.py:cpu" in line]
+  assert len(hint) == (1 if jax.default_backend() == "cpu" else 0)
+
+
+def test_cpu_preset_names_a_console_hint_only():
+  from lwi_jax.study import phases, train_options
+  config = _names_config()
+  before = phases.fingerprint(config, "baseline")
+  config.train.cpu_preset = "configs/cifar.py:cpu"
+  assert phases.fingerprint(config, "baseline") == before  # what runs is unchanged
+  assert "configs/cifar.py:cpu" in train_options.cpu_preset_hint(config, "cpu")
+  assert train_options.cpu_preset_hint(config, "gpu") == ""
+  wrong = _names_config()
+  wrong.train.cpu_preset = 3
+  with pytest.raises(ValueError, match="train.cpu_preset"):
+    train_options.check(wrong)
+  with pytest.raises(ValueError, match="progress='fast'"):
+    trainer_lib.Trainer(_names_config(), _data(), progress="fast")

@@ -36,5 +36,7 @@ def test_estimate_follows_the_data_and_refuses_naming_the_field():
   with pytest.raises(ValueError, match=r"this study needs about .* GiB .* but the cpu has "
                      r"0\.0 GiB: lower "):
     memory.check(parts, available=1000, num_members=6)
+  with pytest.raises(ValueError, match=r"lower .*; on this host, try configs/x.py:cpu$"):
+    memory.check(parts, available=1000, num_members=6, hint="on this host, try configs/x.py:cpu")
   more = memory.estimate(config, data, trainer.model, trainer.tx, num_members=12)
   assert more["states"] == 2 * parts["states"]

@@ -7,9 +7,11 @@ hidden unless absl's `--verbosity` flag is given (`--verbosity=0` INFO, `--verbo
 warnings and errors always show.
 
 The progress bar inside an epoch is fed by a host callback in the compiled epoch
-(train.train_epoch's `on_step`), which only exists when the bar is shown: a terminal on
-stderr, one device. It reads nothing the step computes, so results are bit-identical with and
-without it (tests/test_console.py); its cost is measured in BUILD_NOTES.md ("Console").
+(train.train_epoch's `on_step`), compiled in on one device. It reads nothing the step
+computes, so results are bit-identical with and without it (tests/test_console.py); its cost
+is measured in BUILD_NOTES.md ("Console"). On a terminal it draws the bar; off one (a log
+file, a batch job) the same callback times the first steps and reports the pace once, because
+an epoch of a large model on a CPU is many silent minutes otherwise (`epoch_progress`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import time
 from typing import Callable
 
 from absl import flags, logging
@@ -62,29 +65,65 @@ class _Bar:
       self._tqdm.close()
 
 
-_active: _Bar | None = None
+class _Pace:
+  """Off a terminal: times the steps between the epoch's first two progress points (the first
+  point comes after the compilation) and hands `report(seconds_per_step, total_steps)` the pace
+  once; later points only count."""
+
+  def __init__(self, total_steps: int, report: Callable[[float, int], None]):
+    self._lock = threading.Lock()
+    self._total = total_steps
+    self._report = report
+    self._done = 0
+    self._first = None  # (steps done, time) at the first point
+
+  def advance(self, done: int, every: int) -> None:
+    with self._lock:
+      self._done += done - every * ((done - 1) // every)
+      now = time.perf_counter()
+      if self._report is None:
+        return
+      if self._first is None:
+        self._first = (self._done, now)
+        return
+      steps, t0 = self._done - self._first[0], self._first[1]
+      report, self._report = self._report, None
+    if steps > 0:
+      report((now - t0) / steps, self._total)
+
+  def close(self) -> None:
+    pass
+
+
+_active: _Bar | _Pace | None = None
 
 
 def on_train_step(done, every) -> None:
   """The host callback compiled into the epoch (a stable function: one compiled program)."""
-  bar = _active
-  if bar is not None:
-    bar.advance(int(done), int(every))
+  tracker = _active
+  if tracker is not None:
+    tracker.advance(int(done), int(every))
 
 
 @contextlib.contextmanager
-def epoch_bar(desc: str, total_steps: int, enabled: bool, stream=None):
-  """Shows a bar while the body trains one epoch; the body must wait for the epoch's results."""
+def epoch_progress(desc: str, total_steps: int, bar: bool,
+                   on_pace: Callable[[float, int], None] | None = None, stream=None):
+  """While the body trains one epoch (and waits for its results): a bar when `bar`, else, if
+  `on_pace` is given, the pace of the first steps reported to it; otherwise nothing."""
   global _active
-  if not enabled:
+  if bar:
+    tracker = _Bar(desc, total_steps, sys.stderr if stream is None else stream)
+  elif on_pace is not None:
+    tracker = _Pace(total_steps, on_pace)
+  else:
     yield
     return
-  _active = _Bar(desc, total_steps, sys.stderr if stream is None else stream)
+  _active = tracker
   try:
     yield
   finally:
-    bar, _active = _active, None
-    bar.close()
+    _active = None
+    tracker.close()
 
 
 def format_seconds(seconds: float) -> str:

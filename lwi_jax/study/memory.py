@@ -65,8 +65,9 @@ def available_bytes() -> int:
   return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check(parts: dict, available: int, num_members: int) -> str:
-  """The console line of the estimate; ValueError naming the field to change when it cannot fit.
+def check(parts: dict, available: int, num_members: int, hint: str = "") -> str:
+  """The console line of the estimate; ValueError naming the field to change when it cannot fit
+  (and `hint`, e.g. train_options.cpu_preset_hint: a preset sized for this host).
   """
   total = parts["data"] + parts["states"] + parts["activations"]
   line = (f"memory: about {total / GIB:.2f} GiB estimated (data {parts['data'] / GIB:.2f}, "
@@ -82,4 +83,4 @@ def check(parts: dict, available: int, num_members: int) -> str:
                           f"flight, now {parts['in_flight']})"}[biggest]
   raise ValueError(f"this study needs about {total / GIB:.1f} GiB ({biggest} "
                    f"{parts[biggest] / GIB:.1f} GiB) but the {jax.default_backend()} has "
-                   f"{available / GIB:.1f} GiB: lower {field}")
+                   f"{available / GIB:.1f} GiB: lower {field}" + (f"; {hint}" if hint else ""))

@@ -19,6 +19,7 @@ import numpy as np
 from lwi_jax.parallel import sharding
 from lwi_jax.report.results import NON_FINITE, OK
 from lwi_jax.runtime import io_utils
+from lwi_jax.study import train_options
 
 
 def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
@@ -36,6 +37,8 @@ def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
   for key in ("workdir", "rules", "rounds", "compare", "scores"):  # scores: in the round parts
     d.pop(key, None)
   for key in sharding.LAUNCH_FIELDS:  # differ between the processes of one distributed run
+    d.get("train", {}).pop(key, None)
+  for key in train_options.CONSOLE_ONLY_FIELDS:
     d.get("train", {}).pop(key, None)
   blob = json.dumps([d, parts], sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -39,7 +39,7 @@ from lwi_jax.report import results as results_lib
 from lwi_jax.report.results import OK, SOURCE_NON_FINITE
 from lwi_jax.rules import scores as scores_lib
 from lwi_jax.runtime import console, run_control
-from lwi_jax.study import checks, memory, phases
+from lwi_jax.study import checks, memory, phases, train_options
 from lwi_jax.study.trainer import Trainer
 
 
@@ -105,7 +105,8 @@ class Study:
     if self._trainer is None:
       trainer = Trainer(self.config, self.data, self.log)
       parts = memory.estimate(self.config, self.data, trainer.model, trainer.tx, len(self.specs))
-      self.log(memory.check(parts, memory.available_bytes(), len(self.specs)))
+      self.log(memory.check(parts, memory.available_bytes(), len(self.specs),
+                            train_options.cpu_preset_hint(self.config, jax.default_backend())))
       self._trainer = trainer
     return self._trainer
 

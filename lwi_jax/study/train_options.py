@@ -9,6 +9,7 @@ silent no-op):
   train.augment / crop_pad / pad_mode / flip   augment.AugmentSpec
   train.label_smoothing                        losses.per_example_focal, 0 = off
   train.eval_flip                              train.predict_logits, test-time mirror images
+  train.cpu_preset                             the console only (`cpu_preset_hint`)
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import dataclasses
 
 from lwi_jax import augment as augment_lib
 
-DEFAULTS = {"label_smoothing": 0.0, "eval_flip": False,
+# Fields that change what the console says, never what is computed: not in phase fingerprints.
+CONSOLE_ONLY_FIELDS = ("cpu_preset",)
+DEFAULTS = {"label_smoothing": 0.0, "eval_flip": False, "cpu_preset": "",
             **{f.name: f.default for f in dataclasses.fields(augment_lib.AugmentSpec)
                if f.name != "name"}}
 
@@ -60,8 +63,23 @@ def eval_flip(train_cfg, data=None) -> bool:
   return value
 
 
+def cpu_preset_hint(config, backend: str) -> str:
+  """Names the preset sized for a CPU-only host when a config made for accelerators runs on one
+  (configs/cifar.py's full preset names its `:cpu`); '' otherwise. It changes nothing that runs.
+  """
+  preset = _field(config.train, "cpu_preset")
+  if backend != "cpu" or not preset:
+    return ""
+  return (f"this preset is sized for a GPU/TPU; on this CPU-only host `python launch.py "
+          f"--config={preset}` is the preset sized for it (same recipe, smaller network)")
+
+
 def check(config) -> None:
   """Every recipe field of `config`, without data."""
   augment_spec(config.train)
   label_smoothing(config.train)
   eval_flip(config.train)
+  preset = _field(config.train, "cpu_preset")
+  if not isinstance(preset, str):
+    raise ValueError(f"train.cpu_preset={preset!r} must be a config string such as "
+                     "'configs/cifar.py:cpu' (or '' for none)")

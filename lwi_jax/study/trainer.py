@@ -27,6 +27,10 @@ from lwi_jax.runtime.tensorboard import TensorBoard
 from lwi_jax.study import phases, train_options
 
 HISTORY_FIELDS = ("loss", "accuracy", "val_accuracy", "seconds", "finite")
+# Off a terminal, an epoch expected to take at least this long gets a pace line after its
+# first steps (a names epoch of ~2 s stays silent).
+PACE_LINE_MIN_EPOCH_SECONDS = 60.0
+PROGRESS_MODES = ("bar", "pace", "off")
 
 
 def summaries_from_confusions(cms: np.ndarray) -> list[dict]:
@@ -55,12 +59,18 @@ class Trainer:
   """Device-resident data and compiled functions shared by all phases of one run."""
 
   def __init__(self, config: ml_collections.ConfigDict, data: data_lib.ClassificationData,
-               log: console.Printer = console.print_line, progress: bool | None = None):
+               log: console.Printer = console.print_line, progress: str | None = None):
     self.config = config
     self.data = data
     self.log = log
-    # A progress bar inside each epoch (runtime/console.py): on a terminal, on one device.
-    self.progress = console.interactive() if progress is None else progress
+    # Inside each epoch (runtime/console.py): "bar" on a terminal; off one "pace", a line with
+    # the pace of the first steps when an epoch is long; "off" compiles no callback. Both need
+    # one device.
+    if progress is None:
+      progress = "bar" if console.interactive() else "pace"
+    if progress not in PROGRESS_MODES:
+      raise ValueError(f"progress={progress!r} is not one of {list(PROGRESS_MODES)}")
+    self.progress = progress
     self.num_classes = data.num_classes
     self.model = models.create_model(config.model, data.num_classes, data.info)
     self.compiler_options = programs.compiler_options(config.model)
@@ -185,14 +195,16 @@ class Trainer:
     epochs = cfg.epochs
     dynamic = bool(np.any(np.asarray(carry.hparams.dynamic_tau) >= 0))
     eval_each_epoch = dynamic or cfg.eval_every_epoch
-    bar = self.progress and self.mesh is None
-    epoch_fn = self.epoch_fn(console.on_train_step if bar else None)
+    tracked = self.mesh is None and self.progress != "off"
+    bar = tracked and self.progress == "bar"
+    epoch_fn = self.epoch_fn(console.on_train_step if tracked else None)
     bar_steps = self.steps_per_epoch * ensemble.member_passes(self.strategy, self.chunk, n)
     epoch_seconds = []
     epoch = start - 1
     for epoch in range(start, epochs):
       t0 = time.perf_counter()
-      with console.epoch_bar(f"[{phase}] epoch {epoch + 1}/{epochs}", bar_steps, bar):
+      pace = self._pace_reporter(phase, n, epochs - epoch) if tracked and epoch == start else None
+      with console.epoch_progress(f"[{phase}] epoch {epoch + 1}/{epochs}", bar_steps, bar, pace):
         carry.states, carry.hparams, m = epoch_fn(
             carry.states, carry.hparams, programs.ensemble_epoch_keys(seeds, epoch),
             jnp.int32(epoch), self.train_inputs, self.train_labels)
@@ -222,6 +234,24 @@ class Trainer:
       if run_control.stop_requested():
         raise run_control.Stopped(phase, epoch + 1, epochs)
     return epoch
+
+  def _pace_reporter(self, phase: str, n: int, epochs_left: int):
+    """The first epoch's pace line (console.epoch_progress): printed only when an epoch is long,
+    so that a big model on a small machine says what it will cost before its first epoch ends.
+    """
+    def report(seconds_per_step: float, total_steps: int) -> None:
+      epoch_seconds = seconds_per_step * total_steps
+      if epoch_seconds < PACE_LINE_MIN_EPOCH_SECONDS:
+        return
+      self.log(f"[{phase}] pace of the first steps: {seconds_per_step:.2f} s a step here, so "
+               f"~{console.format_seconds(epoch_seconds)} an epoch, "
+               f"~{console.format_seconds(epoch_seconds * epochs_left)} for this phase "
+               f"({n} member{'s' if n > 1 else ''}, {epochs_left} epochs; "
+               f"~{console.format_seconds(epoch_seconds / n)} a member-epoch)")
+      hint = train_options.cpu_preset_hint(self.config, jax.default_backend())
+      if hint:
+        self.log(f"[{phase}] {hint}")
+    return report
 
   def _validate(self, states, hparams, n: int, dynamic: bool):
     """(validation accuracy [n], hparams): dynamic-difficulty members get their new weights."""
