@@ -128,7 +128,7 @@ def comparison_table(baseline: list[dict], rows: list[dict], baseline_seconds=No
   base_acc = mean_or_nan([float(m["test"]["accuracy"]) for m in baseline])
   base_worst = mean_or_nan([float(m["test"]["worst_tpr"]) for m in baseline])
   lines = ["| rule | acc % | Δacc (pts) | p | Var(s)×10³ | D×10³ | p | p(Holm) | "
-           "worst TPR % | Δworst (pts) | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "worst TPR % | Δworst (pts) | train s |", "|---" * 11 + "|"]
   if baseline:
     lines.append(f"| baseline | {base_acc * 100:.2f} | | | {base_var * 1e3:.2f} | | | | "
                  f"{base_worst * 100:.1f} | | {_seconds(baseline_seconds)} |")
@@ -296,8 +296,9 @@ def delta_tpr(results: dict, row: dict):
   d = row.get("delta_tpr")
   if d:
     return np.asarray(d["mean"]), np.asarray(d["ci_low"]), np.asarray(d["ci_high"])
-  base = [m["test"]["tpr"] for m in results["baseline"]
-          if m.get("status", OK) == OK and m["seed"] in row.get("seeds", [])]
+  seeds = row.get("seeds")
+  base = [m["test"]["tpr"] for m in results["baseline"] if m.get("status", OK) == OK
+          and (seeds is None or m.get("seed") in seeds)]
   base = np.mean(base, 0) if base else np.nan
   return np.asarray(row["tpr_mean"]) - base, None, None
 
@@ -348,13 +349,16 @@ def detail_section(results: dict) -> list[str]:
   k = int(results["config"].get("compare", {}).get("worst_k", 2))
   base_s = results.get("phase_seconds", {}).get("baseline")
   lines = ["## Is retraining worth it? Evenness measures, cost, who paid", "",
-           f"Test split, means over seeds. Worst-{k}: mean TPR of the {k} worst classes "
-           "(`compare.worst_k`); harmonic-mean TPR: C / Σ 1/s_c; noise-corrected Var = Var(s) − "
-           "mean_c s_c(1 − s_c)/n_c, Var(s) less the binomial noise of TPRs measured on n_c "
-           "test examples. train s: training seconds (sum of the phase's epoch wall times, "
-           "compilation included) of the baseline, and of each rule beyond the baseline: its "
-           "members' share of the retraining phase; post-hoc rows add no training (their fit "
-           "takes milliseconds) and cost what their source row cost.", "",
+           f"Test split, means over seeds.", "",
+           f"- worst-{k}: mean TPR of the {k} worst classes (`compare.worst_k`);",
+           "- harmonic-mean TPR: C / Σ 1/s_c (0 when a class has TPR 0);",
+           "- noise-corrected Var = Var(s) − mean_c s_c(1 − s_c)/n_c: Var(s) less the binomial "
+           "noise of TPRs measured on n_c test examples;",
+           "- train s: training seconds (the phase's epoch wall times, compilation included) of "
+           "the baseline, and of each rule beyond the baseline (its members' share of the "
+           "retraining phase);",
+           "- post-hoc rows (`+`) train nothing (the fit takes milliseconds): `baseline+…` costs "
+           "0, `rule+…` what the rule cost.", "",
            f"| rule | worst-{k} TPR % | harmonic-mean TPR % | noise-corrected Var×10³ | "
            "train s |", "|---|---|---|---|---|"]
   if rows:
@@ -401,7 +405,7 @@ def detail_section(results: dict) -> list[str]:
 
 def posthoc_lines(results: dict) -> list[str]:
   """The post-hoc members' offsets b (argmax(logits + b)), each fitted on its split."""
-  members = [m for m in (results["rounds"][-1] if results["rounds"] else []) if m.get("posthoc")]
+  members = results.get("posthoc", [])
   if not members:
     return []
   names = results["dataset"]["class_names"]

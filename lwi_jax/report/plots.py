@@ -232,7 +232,8 @@ def write_all(directory: str, results: dict) -> list[str]:
   save(draw(base_cm, names, "baseline (summed over seeds)"), prefix + "baseline.png")
   best = results["best_rule"]  # chosen in reporting.best_rule (criterion in report.md)
   if best["rule"] is not None:
-    cm = np.sum([m["test"]["confusion"] for m in _finite(results["rounds"][-1])
+    cm = np.sum([m["test"]["confusion"] for m in _finite(results["rounds"][-1]
+                                                          + results.get("posthoc", []))
                  if m["rule"] == best["rule"]], axis=0)
     save(draw(cm, names, f"{best['rule']} (best rule: largest mean D within "
               f"{best['max_accuracy_drop']:g} pts of accuracy; summed over seeds)"),

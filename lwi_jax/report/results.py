@@ -273,15 +273,18 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
       round's members, comparisons, front and selection.
 
   Returns:
-    status, members, per-round comparisons with their statistics and costs, the "best" rule.
+    status, members (`posthoc`: the post-hoc members, each with its offsets), per-round
+    comparisons with their statistics and costs, the "best" rule.
   """
   baseline = _member_records(baseline_phase, 0)
   rounds = [_member_records(p, r + 1, specs) for r, p in enumerate(round_phases)]
   seconds = {"baseline": phase_seconds(baseline_phase),
              **{f"round{r + 1}": phase_seconds(p) for r, p in enumerate(round_phases)}}
   costs = _costs(round_phases, posthoc)
-  if posthoc is not None and round_phases:
-    rounds[-1] += _posthoc_records(posthoc, len(round_phases))
+  # The post-hoc members keep a list of their own (results["posthoc"]: the rounds hold trained
+  # members only) and join the last round's comparison, front and selection.
+  extra = _posthoc_records(posthoc, len(round_phases)) if posthoc and round_phases else []
+  if extra:
     round_phases = [*round_phases[:-1], _with_posthoc(round_phases[-1], posthoc)]
   cmp = config.compare
   resampled = bootstrap.compare_rounds(  # resampling only when it is the study's test
@@ -290,8 +293,9 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
   if resampled is None or cmp.test != "bootstrap":  # keep McNemar; the test is the t-test
     resampled = [{rule: {"mcnemar": r["mcnemar"]} for rule, r in rs.items()}
                  for rs in resampled] if resampled else [None] * len(rounds)
-  comparisons = [compare_rules(baseline, members, rs, int(cmp.worst_k))
-                 for members, rs in zip(rounds, resampled)]
+  comparisons = [compare_rules(baseline, members + (extra if r == len(rounds) - 1 else []), rs,
+                               int(cmp.worst_k))
+                 for r, (members, rs) in enumerate(zip(rounds, resampled))]
   for rows, cost in zip(comparisons, costs):
     for row in rows:
       row["train_seconds"] = cost.get(row["rule"], math.nan)
@@ -325,7 +329,9 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
                     "criterion": criterion},
       "wall_seconds": wall_seconds,
       "phase_seconds": seconds,
-      "confused_pairs": confused_pairs(baseline, rounds[-1]) if rounds else {"pairs": []},
+      "posthoc": extra,
+      "confused_pairs": (confused_pairs(baseline, rounds[-1] + extra) if rounds
+                         else {"pairs": []}),
       # the front and the held-out choice; absent (not null) when there is none to make
       **({"selection": chosen} if chosen is not None else {}),
   }

@@ -159,6 +159,27 @@ def summary(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> di
   return out
 
 
+def member_sources(phase: dict, logits: dict, fit_split: str, fit_logits) -> list[dict]:
+  """The `sources` of `posthoc_phase` for every member of a decoded phase.
+
+  Args:
+    phase: a decoded phase (study/phases.py).
+    logits: its saved logits {"validation", "test": [M, N, C]}.
+    fit_split: the split the offsets are fitted on ("validation" or "out_of_fold").
+    fit_logits: [M, N, C] on that split.
+  """
+  n = len(phase["labels"])
+  return [{"label": label, "rule": phase["rules"][i], "seed": phase["seeds"][i],
+           "status": phase.get("status", ["ok"] * n)[i], "fit_split": fit_split,
+           "fit_logits": fit_logits[i], "validation_logits": logits["validation"][i],
+           "test_logits": logits["test"][i],
+           "record": {"non_finite_epoch": phase.get("non_finite_epoch", [None] * n)[i],
+                      **{k: phase[k][i] for k in ("initial_class_weights",
+                                                  "final_class_weights", "sample_weights")},
+                      "history": {k: v[i] for k, v in phase["history"].items()}}}
+          for i, label in enumerate(phase["labels"])]
+
+
 def posthoc_phase(specs: list[PosthocSpec], sources: list[dict], split_labels: dict,
                   num_classes: int, max_drop_points: float) -> dict:
   """The post-hoc rows of a study, shaped like a saved phase (report/results.py reads both).

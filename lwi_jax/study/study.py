@@ -282,38 +282,25 @@ class Study:
     return result
 
   def _posthoc(self, baseline: dict, rounds: list[dict]) -> dict | None:
-    """The post-hoc rows (rules/posthoc.py): offsets on every baseline member (fitted on the
-    scores' split: validation, or out-of-fold under crossfit) and on every last-round member
-    (fitted on its validation logits); None without config.posthoc."""
+    """The post-hoc rows (rules/posthoc.py) on every baseline member (fitted on the scores'
+    split) and last-round member (on its validation logits); None without config.posthoc."""
     if not self.posthoc:
       return None
-    last = f"round{len(rounds)}"
     crossfit = self.config.scores.method == "crossfit"
-    sources = []
-    for phase, name in ((baseline, "baseline"), (rounds[-1], last)):
-      for i, label in enumerate(phase["labels"]):
-        logits = self._logits[name]
-        fit_oof = crossfit and name == "baseline"
-        sources.append({
-            "label": label, "rule": phase["rules"][i], "seed": phase["seeds"][i],
-            "status": phase["status"][i], "fit_split": "out_of_fold" if fit_oof else "validation",
-            "fit_logits": (self._logits["crossfit"]["out_of_fold"][i] if fit_oof
-                           else logits["validation"][i]),
-            "validation_logits": logits["validation"][i], "test_logits": logits["test"][i],
-            "record": {"non_finite_epoch": phase.get("non_finite_epoch",
-                                                     [None] * len(phase["labels"]))[i],
-                       **{k: phase[k][i] for k in ("initial_class_weights",
-                                                   "final_class_weights", "sample_weights")},
-                       "history": {k: v[i] for k, v in phase["history"].items()}}})
+    base_logits, last_logits = self._logits["baseline"], self._logits[f"round{len(rounds)}"]
+    sources = (posthoc_lib.member_sources(
+        baseline, base_logits, "out_of_fold" if crossfit else "validation",
+        self._logits["crossfit"]["out_of_fold"] if crossfit else base_logits["validation"])
+        + posthoc_lib.member_sources(rounds[-1], last_logits, "validation",
+                                     last_logits["validation"]))
     d = self.data
     out = posthoc_lib.posthoc_phase(
         self.posthoc, sources, {"validation": d.validation.labels, "test": d.test.labels,
                                 "out_of_fold": d.train.labels},
         d.num_classes, results_lib.max_accuracy_drop(self.config))
-    fit = sum(p["fit_seconds"] for p in out["posthoc"])
     self.log(f"post-hoc: {', '.join(s.label for s in self.posthoc)} on {len(sources)} members "
-             f"(the baseline and every rule), fitted on "
-             f"{'out-of-fold (baseline) and ' if crossfit else ''}validation logits in {fit:.1f}s")
+             f"(the baseline and every rule), fitted on {'out-of-fold (baseline) and ' * crossfit}"
+             f"validation logits in {sum(p['fit_seconds'] for p in out['posthoc']):.1f}s")
     return out
 
   def _compare(self, baseline: dict, rounds: list[dict], records: list[dict],
