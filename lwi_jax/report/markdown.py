@@ -349,7 +349,7 @@ def detail_section(results: dict) -> list[str]:
   k = int(results["config"].get("compare", {}).get("worst_k", 2))
   base_s = results.get("phase_seconds", {}).get("baseline")
   lines = ["## Is retraining worth it? Evenness measures, cost, who paid", "",
-           f"Test split, means over seeds.", "",
+           "Test split, means over seeds.", "",
            f"- worst-{k}: mean TPR of the {k} worst classes (`compare.worst_k`);",
            "- harmonic-mean TPR: C / Σ 1/s_c (0 when a class has TPR 0);",
            "- noise-corrected Var = Var(s) − mean_c s_c(1 − s_c)/n_c: Var(s) less the binomial "
