@@ -76,6 +76,9 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   common.add_member_execution_fields(config.train)
 
   common.add_study_fields(config, test="bootstrap")
+  # "Is retraining worth it?": the closed-form offsets b = -log(s/s̄) on every baseline member
+  # (no retraining) and stacked on every rule, in the same table (lwi_jax/rules/posthoc.py).
+  config.posthoc = ("logit_offsets:gamma=1",)
 
   # Members = rules x seeds. A rule is "name" or "name:hparam=value,...".
   config.rules = ("uniform", "inverse_tpr:gamma=0.5", "inverse_tpr:gamma=1",

@@ -32,6 +32,10 @@ def add_study_fields(config: ml_collections.ConfigDict, test: str = "bootstrap")
   """Rounds, the comparison with the baseline (statistics, "best rule") and the scores behind
   the weights (lwi_jax/rules/scores.py)."""
   config.rounds = 1  # > 1: iterate reweighting with the newest validation TPRs
+  # Post-hoc arms (lwi_jax/rules/posthoc.py): per-class logit offsets fitted on saved logits, on
+  # every baseline member (row `baseline+<arm>`, no retraining) and every rule (`<rule>+<arm>`):
+  # 'logit_offsets:gamma=g' (b = -g log(s/s̄)), 'tpr_parity' (fitted). () = none, no logits saved.
+  config.posthoc = ()
   config.compare = ml_collections.ConfigDict()
   config.compare.test = test  # 'bootstrap', 'paired_t' (>= 2 seeds) or 'none'
   config.compare.bootstrap_samples = 2000  # replicates of the paired, stratified bootstrap

@@ -69,6 +69,9 @@ def get_config(preset: str = "satimage") -> ml_collections.ConfigDict:
   common.add_member_execution_fields(config.train)
 
   common.add_study_fields(config, test="paired_t")
+  # "Is retraining worth it?": the closed-form offsets b = -log(s/s̄) on every baseline member
+  # (no retraining) and stacked on every rule, in the same table (lwi_jax/rules/posthoc.py).
+  config.posthoc = ("logit_offsets:gamma=1",)
 
   # Members = rules x seeds, all in one ensemble. The uniform retrain is the control: its D
   # measures what retraining alone changes.

@@ -67,3 +67,27 @@ def summarize_counts(tp, support, predicted, total, xp=jnp) -> dict:
       "var_tpr": xp.mean((tpr - tpr.mean(-1, keepdims=True)) ** 2, -1),
       "worst_tpr": tpr.min(-1),
   }
+
+
+def imbalance_scores(cm, k: int, xp=jnp) -> dict:
+  """Evenness measures beyond Var(s) of confusion matrices [..., C, C].
+
+  - `worst_k_tpr`: mean TPR of the k worst classes (`compare.worst_k`; at most C);
+  - `hmean_tpr`: harmonic mean of the TPRs, C / sum_c 1/s_c (0 when a class has TPR 0): it
+    falls fast when one class is poor, unlike the arithmetic mean (balanced accuracy);
+  - `var_tpr_noise_corrected`: Var(s) - mean_c s_c(1 - s_c)/n_c. An observed TPR on n_c
+    examples carries binomial noise of variance s_c(1 - s_c)/n_c, which Var(s) of measured
+    TPRs includes even for a perfectly even classifier; the corrected value removes that floor
+    (plug-in estimate: it can be slightly negative when the TPRs are even to within the noise).
+  """
+  cm = xp.asarray(cm).astype(xp.float32 if xp is jnp else xp.float64)
+  support = cm.sum(-1)
+  tpr = xp.diagonal(cm, axis1=-2, axis2=-1) / xp.maximum(support, 1.0)
+  k = max(1, min(int(k), tpr.shape[-1]))
+  var = xp.mean((tpr - tpr.mean(-1, keepdims=True)) ** 2, -1)
+  any_zero = (tpr <= 0).any(-1)
+  hmean = tpr.shape[-1] / xp.sum(1.0 / xp.maximum(tpr, 1e-12), -1)
+  return {"worst_k_tpr": xp.sort(tpr, axis=-1)[..., :k].mean(-1),
+          "hmean_tpr": xp.where(any_zero, 0.0, hmean),
+          "var_tpr_noise_corrected": var - xp.mean(tpr * (1 - tpr) / xp.maximum(support, 1.0),
+                                                   -1)}

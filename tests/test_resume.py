@@ -34,8 +34,8 @@ def command(workdir, data_dir):
 
 def strip_timing(obj):
   if isinstance(obj, dict):
-    return {k: strip_timing(v) for k, v in obj.items()
-            if k not in ("seconds", "wall_seconds", "workdir")}
+    return {k: strip_timing(v) for k, v in obj.items()  # every "*seconds" is a timing
+            if not k.endswith("seconds") and k != "workdir"}
   if isinstance(obj, list):
     return [strip_timing(v) for v in obj]
   return obj

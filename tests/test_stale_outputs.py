@@ -25,5 +25,5 @@ def test_a_rerun_without_a_best_rule_removes_the_old_confusion_best(tmp_path):
   removed = plots.write_all(str(tmp_path), _results(None))
   assert removed == ["confusion_best.png"]
   assert {p.name for p in tmp_path.iterdir()} == {
-      "tpr_bars.png", "confusion_baseline.png", "training_curves.png", "my_figure.png",
-      "confusion_best.png.bak"}
+      "tpr_bars.png", "confusion_baseline.png", "training_curves.png", "who_paid.png",
+      "my_figure.png", "confusion_best.png.bak"}

@@ -74,6 +74,29 @@ def ensemble_predictions_fn(strategy: str, chunk: int = 0, mesh=None,
   return _compile(member, 1, strategy, chunk, mesh, (0,), compiler_options)
 
 
+def _member_logits(state: train.TrainState, inputs: jax.Array, mask: jax.Array,
+                   eval_flip: bool = False) -> jax.Array:
+  """Logits [S*B, C] (float32; 0 at padding) of one member over pre-batched eval data: the same
+  `train.predict_logits` as the confusion and prediction programs, kept per example for the
+  post-hoc arms (lwi_jax/rules/posthoc.py)."""
+
+  def body(_, xs):
+    x, m = xs
+    logits = train.predict_logits(state, x, eval_flip).astype(jnp.float32)
+    return None, jnp.where(m[:, None], logits, 0.0)
+
+  out = jax.lax.scan(body, None, (inputs, mask))[1]
+  return out.reshape(-1, out.shape[-1])
+
+
+@functools.lru_cache(maxsize=None)
+def ensemble_logits_fn(strategy: str, chunk: int = 0, mesh=None, compiler_options: tuple = (),
+                       eval_flip: bool = False):
+  """Jitted (states[E], inputs, mask) -> logits [E, S*B, C] (replicated)."""
+  member = functools.partial(_member_logits, eval_flip=eval_flip)
+  return _compile(member, 1, strategy, chunk, mesh, (0,), compiler_options)
+
+
 def ensemble_epoch_keys(seeds, epoch: int) -> jax.Array:
   """Keys [E] of one epoch: member i's key depends on (seeds[i], epoch) only (paired design)."""
   return jax.vmap(lambda s: train.epoch_key(s, epoch))(jnp.asarray(seeds, jnp.uint32))

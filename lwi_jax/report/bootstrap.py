@@ -144,6 +144,18 @@ def summary(point: float, draws: np.ndarray, confidence: float = 0.95) -> dict:
           "ci_high": float(np.quantile(draws, 1 - alpha)), "p_value": p, "method": "bootstrap"}
 
 
+def per_class_summary(point: np.ndarray, draws: np.ndarray, confidence: float = 0.95) -> dict:
+  """`summary` of every column: point [C], draws [B, C] -> lists of C means, intervals, p."""
+  draws = np.asarray(draws, np.float64)
+  b = draws.shape[0]
+  alpha = (1 - confidence) / 2
+  below, above = np.sum(draws <= 0, 0), np.sum(draws >= 0, 0)
+  p = np.minimum(1.0, 2 * np.minimum(below + 1, above + 1) / (b + 1))
+  return {"mean": np.asarray(point, np.float64).tolist(),
+          "ci_low": np.quantile(draws, alpha, axis=0).tolist(),
+          "ci_high": np.quantile(draws, 1 - alpha, axis=0).tolist(), "p_value": p.tolist()}
+
+
 def mcnemar(baseline_correct: np.ndarray, rule_correct: np.ndarray) -> dict:
   """Exact McNemar test of two classifiers on the same examples (binomial on the discordant)."""
   b = int(np.sum(baseline_correct & ~rule_correct))  # only the baseline right
@@ -168,7 +180,8 @@ def compare_with_baseline(baseline_preds: np.ndarray, rule_preds: np.ndarray,
 
   Returns:
     {"D", "delta_accuracy", "delta_macro_f1", "delta_worst_tpr"}: `summary` dicts (mean, sd,
-    interval, p); "mcnemar": one exact test per seed.
+    interval, p); "delta_tpr": each class's TPR change (`per_class_summary`: who paid for the
+    evenness); "mcnemar": one exact test per seed.
   """
   baseline_preds, rule_preds = np.asarray(baseline_preds), np.asarray(rule_preds)
   if baseline_preds.shape != rule_preds.shape or baseline_preds.ndim != 2:
@@ -189,6 +202,8 @@ def compare_with_baseline(baseline_preds: np.ndarray, rule_preds: np.ndarray,
     return summary(diff(obs[key]), diff(rep[key]), confidence)
 
   out = {name: paired(key, sign) for name, key, sign in metrics.PAIRED_DIFFERENCES}
+  per_class = lambda x: (x[..., s:, :] - x[..., :s, :]).mean(-2)
+  out["delta_tpr"] = per_class_summary(per_class(obs["tpr"]), per_class(rep["tpr"]), confidence)
   out["mcnemar"] = mcnemars
   return out
 

@@ -2,8 +2,9 @@
 decision, the failure line. Rendered from the results dict (report/results.py); nothing here
 computes a statistic.
 
-It runs over 350 lines because report.md is one document: its sections share the interval
-and p-value formatting, and splitting them would make a module that imports this one back.
+It runs over 350 lines because report.md is one document: its sections (the tables, who paid,
+the confused pairs, the post-hoc offsets, the front) share the interval and p-value
+formatting, and splitting them would make a module that imports this one back.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def report_markdown(results: dict) -> str:
               "×10³ (positive = more even TPRs). Δ are rule − baseline, in points; brackets are "
               f"95% confidence intervals. Statistics: `{test}`: {TEST_TEXT[test]}; "
               "p(Holm) corrected over the rules of the round.", ""]
-    lines += comparison_table(base, rows)
+    lines += comparison_table(base, rows, results.get("phase_seconds", {}).get("baseline"))
     partial = [f"`{row['rule']}`: {', '.join(row['excluded'])}" for row in rows
                if row["excluded"] and row["n"]]
     if partial:
@@ -93,6 +94,7 @@ def report_markdown(results: dict) -> str:
     lines += tpr_table(names, base_tpr, rows)
     lines.append("")
     lines += mcnemar_lines(rows)
+  lines += detail_section(results)
   lines += front_section(results)
   lines += scores_section(results)
   fit = [float(m["history"]["accuracy"][-1]) for ms in results["rounds"] for m in ms
@@ -117,23 +119,25 @@ def report_markdown(results: dict) -> str:
   return "\n".join(lines)
 
 
-def comparison_table(baseline: list[dict], rows: list[dict]) -> list[str]:
-  """The markdown table of one round: the baseline, then one row per rule."""
+def comparison_table(baseline: list[dict], rows: list[dict], baseline_seconds=None
+                     ) -> list[str]:
+  """The markdown table of one round: the baseline, then one row per rule. `train s`: the
+  training seconds of the baseline's phase, and of each rule beyond it (0: post-hoc only)."""
   baseline = [m for m in baseline if m.get("status", OK) == OK]
   base_var = mean_or_nan([float(m["test"]["var_tpr"]) for m in baseline])
   base_acc = mean_or_nan([float(m["test"]["accuracy"]) for m in baseline])
   base_worst = mean_or_nan([float(m["test"]["worst_tpr"]) for m in baseline])
   lines = ["| rule | acc % | Δacc (pts) | p | Var(s)×10³ | D×10³ | p | p(Holm) | "
-           "worst TPR % | Δworst (pts) |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "worst TPR % | Δworst (pts) | train s |", "|---" * 11 + "|"]
   if baseline:
     lines.append(f"| baseline | {base_acc * 100:.2f} | | | {base_var * 1e3:.2f} | | | | "
-                 f"{base_worst * 100:.1f} | |")
+                 f"{base_worst * 100:.1f} | | {_seconds(baseline_seconds)} |")
   else:
-    lines.append("| baseline | excluded: every baseline member non-finite | | | | | | | | |")
+    lines.append("| baseline | excluded: every baseline member non-finite | | | | | | | | | |")
   for row in rows:
     if row.get("n", 1) == 0:
       lines.append(f"| {row['rule']} | excluded: every member non-finite or derived from one "
-                   "| | | | | | | | |")
+                   "| | | | | | | | | |")
       continue
     mark = " †" if row.get("excluded") else ""
     lines.append(
@@ -141,8 +145,12 @@ def comparison_table(baseline: list[dict], rows: list[dict]) -> list[str]:
         f"{_ci(row['delta_accuracy'], 100)} | {_p(row['delta_accuracy']['p_value'])} | "
         f"{row['var_tpr_mean'] * 1e3:.2f} | {_ci(row['D'], 1e3)} | {_p(row['D']['p_value'])} | "
         f"{_p(row['D']['p_holm'])} | {row['worst_tpr_mean'] * 100:.1f} | "
-        f"{_ci(row['delta_worst_tpr'], 100, 1)} |")
+        f"{_ci(row['delta_worst_tpr'], 100, 1)} | {_seconds(row.get('train_seconds'))} |")
   return lines
+
+
+def _seconds(x) -> str:
+  return "–" if x is None or not math.isfinite(x) else f"{x:.0f}"
 
 
 def _best(results: dict) -> dict | None:
@@ -177,8 +185,10 @@ def console_summary(results: dict) -> str:
   lines = [f"Test split, mean over {len(results['config']['seeds'])} seed(s); Var and D ×10³, "
            f"Δ in points (rule − baseline); intervals and p: `{_effective_test(results, rows)}`:",
            ""]
-  lines += comparison_table(results["baseline"], rows)
+  lines += comparison_table(results["baseline"], rows,
+                            results.get("phase_seconds", {}).get("baseline"))
   lines += ["", best_rule_sentence(results), significant_sentence(results)]
+  lines += [line for line in (confused_line(results), who_paid_line(results)) if line]
   return "\n".join(lines)
 
 
@@ -274,9 +284,144 @@ def plot_names(results: dict) -> list[str]:
   """The figures plots.write_all draws for `results`, in its order."""
   many = len(results["dataset"]["class_names"]) > MANY_CLASSES
   prefix = "confused_pairs_" if many else "confusion_"
+  paid = not many and any(r.get("n", 1) for r in (results["comparisons"] or [[]])[-1])
   return (["tpr_sorted.png" if many else "tpr_bars.png", prefix + "baseline.png"]
           + ([prefix + "best.png"] if _best(results) else [])
-          + ["training_curves.png"])
+          + ["training_curves.png"] + (["who_paid.png"] if paid else []))
+
+
+def delta_tpr(results: dict, row: dict):
+  """(mean [C], low [C] or None, high [C] or None): a row's per-class test TPR change against
+  its seeds' baselines, with the bootstrap's intervals when the study has them."""
+  d = row.get("delta_tpr")
+  if d:
+    return np.asarray(d["mean"]), np.asarray(d["ci_low"]), np.asarray(d["ci_high"])
+  seeds = row.get("seeds")
+  base = [m["test"]["tpr"] for m in results["baseline"] if m.get("status", OK) == OK
+          and (seeds is None or m.get("seed") in seeds)]
+  base = np.mean(base, 0) if base else np.nan
+  return np.asarray(row["tpr_mean"]) - base, None, None
+
+
+def _paid_text(names, mean, low, high, shown: int) -> str:
+  """'GB −1.2 [−2.0, −0.4]' per class; above `shown` classes the 3 largest losses and gains."""
+  order = np.argsort(mean, kind="stable")
+  idx = order if len(names) <= shown else np.concatenate([order[:3], order[-3:]])
+  return ", ".join(f"{names[i]} {mean[i] * 100:+.1f}"
+                   + (f" [{low[i] * 100:+.1f}, {high[i] * 100:+.1f}]" if low is not None else "")
+                   for i in (sorted(idx) if len(names) <= shown else idx))
+
+
+def who_paid_line(results: dict) -> str | None:
+  """Console: the best rule's per-class TPR changes (who gained, who paid)."""
+  best = _best(results)
+  if best is None:
+    return None
+  mean, low, high = delta_tpr(results, best)
+  return (f"Who paid for `{best['rule']}` (test ΔTPR, pts): "
+          + _paid_text(results["dataset"]["class_names"], mean, low, high, 10) + ".")
+
+
+def _pair_names(results: dict) -> list[str]:
+  names = results["dataset"]["class_names"]
+  return [f"{names[p['true']]}→{names[p['predicted']]}"
+          for p in results.get("confused_pairs", {}).get("pairs", [])]
+
+
+def confused_line(results: dict) -> str | None:
+  """Console: the baseline's most-confused pairs (share of the true class's test examples)."""
+  cp = results.get("confused_pairs", {})
+  if not cp.get("pairs"):
+    return None
+  shares = cp["baseline"]["share"]
+  return ("Most confused (baseline, test, share of the true class): "
+          + ", ".join(f"{n} {x * 100:.1f}%" for n, x in zip(_pair_names(results), shares))
+          + "; per rule, who paid and the post-hoc offsets: report.md.")
+
+
+def detail_section(results: dict) -> list[str]:
+  """report.md, last round: more evenness measures and costs, who paid, the most-confused
+  pairs, the post-hoc offsets."""
+  if not results["comparisons"]:
+    return []
+  rows = [r for r in results["comparisons"][-1] if r.get("n", 1)]
+  names = results["dataset"]["class_names"]
+  k = int(results["config"].get("compare", {}).get("worst_k", 2))
+  base_s = results.get("phase_seconds", {}).get("baseline")
+  lines = ["## Is retraining worth it? Evenness measures, cost, who paid", "",
+           "Test split, means over seeds.", "",
+           f"- worst-{k}: mean TPR of the {k} worst classes (`compare.worst_k`);",
+           "- harmonic-mean TPR: C / Σ 1/s_c (0 when a class has TPR 0);",
+           "- noise-corrected Var = Var(s) − mean_c s_c(1 − s_c)/n_c: Var(s) less the binomial "
+           "noise of TPRs measured on n_c test examples;",
+           "- train s: training seconds (the phase's epoch wall times, compilation included) of "
+           "the baseline, and of each rule beyond the baseline (its members' share of the "
+           "retraining phase);",
+           "- post-hoc rows (`+`) train nothing (the fit takes milliseconds): `baseline+…` costs "
+           "0, `rule+…` what the rule cost.", "",
+           f"| rule | worst-{k} TPR % | harmonic-mean TPR % | noise-corrected Var×10³ | "
+           "train s |", "|---|---|---|---|---|"]
+  if rows:
+    r0 = rows[0]
+    lines.append(f"| baseline | {_percent(r0['baseline_worst_k_tpr_mean'])} | "
+                 f"{_percent(r0['baseline_hmean_tpr_mean'])} | "
+                 f"{r0['baseline_var_tpr_noise_corrected_mean'] * 1e3:.2f} | "
+                 f"{_seconds(base_s)} |")
+  for r in rows:
+    lines.append(f"| {r['rule']} | {_percent(r.get('worst_k_tpr_mean', math.nan))} | "
+                 f"{_percent(r.get('hmean_tpr_mean', math.nan))} | "
+                 f"{r.get('var_tpr_noise_corrected_mean', math.nan) * 1e3:.2f} | "
+                 f"{_seconds(r.get('train_seconds'))} |")
+  lines += ["", "Who paid: per-class test TPR change, rule − baseline, points"
+            + (" [95% bootstrap interval]" if any(r.get("delta_tpr") for r in rows) else "")
+            + (f" (above {MANY_CLASSES} classes: the 3 largest losses and gains)"
+               if len(names) > MANY_CLASSES else "") + "; plot `plots/who_paid.png`"
+            * (len(names) <= MANY_CLASSES) + ":", ""]
+  if len(names) <= MANY_CLASSES:
+    lines += ["| rule | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for r in rows:
+      mean, low, high = delta_tpr(results, r)
+      lines.append(f"| {r['rule']} | " + " | ".join(
+          f"{mean[i] * 100:+.1f}" + (f" [{low[i] * 100:+.1f}, {high[i] * 100:+.1f}]"
+                                     if low is not None else "") for i in range(len(names)))
+          + " |")
+  else:
+    lines += [f"- `{r['rule']}`: " + _paid_text(names, *delta_tpr(results, r), 0) for r in rows]
+  cp = results.get("confused_pairs", {})
+  if cp.get("pairs"):
+    pairs = _pair_names(results)
+    lines += ["", "Most-confused pairs of the baseline (test, true → predicted): mean count over "
+              "seeds (share of the true class's examples); rules: share (change in points):", "",
+              "| rule | " + " | ".join(pairs) + " |", "|---|" + "---|" * len(pairs),
+              "| baseline | " + " | ".join(f"{c:.1f} ({x * 100:.1f}%)" for c, x in zip(
+                  cp["baseline"]["count"], cp["baseline"]["share"])) + " |"]
+    for rule, v in cp["rules"].items():
+      lines.append(f"| {rule} | " + " | ".join(
+          f"{x * 100:.1f}% ({(x - b) * 100:+.1f})"
+          for x, b in zip(v["share"], cp["baseline"]["share"])) + " |")
+  lines += posthoc_lines(results)
+  return lines + [""]
+
+
+def posthoc_lines(results: dict) -> list[str]:
+  """The post-hoc members' offsets b (argmax(logits + b)), each fitted on its split."""
+  members = results.get("posthoc", [])
+  if not members:
+    return []
+  names = results["dataset"]["class_names"]
+  many = len(names) > MANY_CLASSES
+  lines = ["", "Post-hoc offsets b per member (prediction argmax(logits + b); fitted on the "
+           "split named; `logit_offsets:gamma=g`: b = −g·log(s/s̄), `tpr_parity`: fitted towards "
+           "equal TPRs within `compare.max_accuracy_drop`; lwi_jax/rules/posthoc.py):", "",
+           "| member | fitted on | " + ("offsets (min, median, max)" if many
+                                       else " | ".join(names)) + " |",
+           "|---|---|" + ("---|" if many else "---|" * len(names))]
+  for m in members:
+    b = np.asarray(m["posthoc"]["offsets"], np.float64)
+    vals = (f"{b.min():+.2f}, {np.median(b):+.2f}, {b.max():+.2f}" if many
+            else " | ".join(f"{x:+.2f}" for x in b))
+    lines.append(f"| {m['label']} | {m['posthoc']['fit_split']} | {vals} |")
+  return lines
 
 
 def scores_section(results: dict) -> list[str]:

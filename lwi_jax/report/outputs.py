@@ -26,7 +26,7 @@ def summary_csv(results: dict) -> str:
   w = csv.writer(buf)
   w.writerow(["round", "rule", "seed", "status", *metrics.SUMMARY_KEYS, "D_vs_baseline",
               "delta_accuracy", "final_train_accuracy", *[f"tpr_{n}" for n in names]])
-  for members in [results["baseline"], *results["rounds"]]:
+  for members in [results["baseline"], *results["rounds"], results.get("posthoc", [])]:
     for m in members:
       t = m["test"]
       paired = m.get("status", OK) == OK and m["seed"] in base_var  # never a diverged number

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lwi_jax.report import markdown  # noqa: E402
 from lwi_jax.report.markdown import MANY_CLASSES  # noqa: E402
 from lwi_jax.report import front  # noqa: E402
 from lwi_jax.runtime import io_utils  # noqa: E402
@@ -175,7 +176,29 @@ def front_plot(selection: dict):
 # other name in plots/ are the user's and are never touched.
 OUTPUT_NAMES = ("tpr_bars.png", "confusion_baseline.png", "confusion_best.png",
                 "training_curves.png", "tpr_sorted.png", "confused_pairs_baseline.png",
-                "confused_pairs_best.png", "front.png")
+                "confused_pairs_best.png", "front.png", "who_paid.png")
+
+
+def who_paid(results: dict):
+  """Per-class test TPR change (rule - baseline, points) of every rule of the last round, with
+  the bootstrap's 95% intervals where the study has them: who gained, who paid."""
+  names = [_label(n) for n in results["dataset"]["class_names"]]
+  rows = [r for r in results["comparisons"][-1] if r.get("n", 1)]
+  width = 0.8 / max(len(rows), 1)
+  x = np.arange(len(names))
+  fig, ax = plt.subplots(figsize=(min(18, max(8, len(names) * 0.25 * len(rows))), 4.5))
+  colors = plt.get_cmap("tab20" if len(rows) > 10 else "tab10").colors
+  for i, row in enumerate(rows):
+    mean, low, high = markdown.delta_tpr(results, row)
+    err = None if low is None else np.abs(np.stack([mean - low, high - mean])) * 100
+    ax.bar(x + (i - (len(rows) - 1) / 2) * width, mean * 100, width, yerr=err, capsize=2,
+           label=_label(row["rule"]), color=colors[i % len(colors)])
+  ax.axhline(0, color="k", lw=0.8)
+  ax.set_xticks(x, names, rotation=30, ha="right")
+  ax.set_ylabel("Δ test TPR (points, rule − baseline)")
+  ax.set_title("Who paid: per-class TPR change, mean over seeds (bars: 95% bootstrap intervals)")
+  ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+  return fig
 
 
 def remove_stale(directory: str, written: set[str]) -> list[str]:
@@ -209,12 +232,15 @@ def write_all(directory: str, results: dict) -> list[str]:
   save(draw(base_cm, names, "baseline (summed over seeds)"), prefix + "baseline.png")
   best = results["best_rule"]  # chosen in reporting.best_rule (criterion in report.md)
   if best["rule"] is not None:
-    cm = np.sum([m["test"]["confusion"] for m in _finite(results["rounds"][-1])
+    cm = np.sum([m["test"]["confusion"] for m in _finite(results["rounds"][-1]
+                                                          + results.get("posthoc", []))
                  if m["rule"] == best["rule"]], axis=0)
     save(draw(cm, names, f"{best['rule']} (best rule: largest mean D within "
               f"{best['max_accuracy_drop']:g} pts of accuracy; summed over seeds)"),
          prefix + "best.png")
   save(training_curves(results), "training_curves.png")
+  if "who_paid.png" in markdown.plot_names(results):
+    save(who_paid(results), "who_paid.png")
   if results.get("selection"):
     save(front_plot(results["selection"]), "front.png")
   return remove_stale(directory, written)

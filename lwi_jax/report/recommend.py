@@ -48,6 +48,7 @@ def build(results: dict) -> dict:
   if not chosen:
     return rec
   members = [m for m in (results["rounds"][-1] if results["rounds"] else [])
+             + results.get("posthoc", [])
              if m["rule"] == chosen["rule"] and m.get("status", OK) == OK]
   weights = np.asarray([m["initial_class_weights"] for m in members], np.float64)
   mean = weights.mean(0)
@@ -63,6 +64,10 @@ def build(results: dict) -> dict:
       "class_weights_per_seed": {str(m["seed"]): list(map(float, m["initial_class_weights"]))
                                  for m in members},
       "selection": chosen["selection"], "test": chosen["test"]})
+  if members[0].get("posthoc"):  # offsets at prediction time, on top of the source's training
+    b = np.asarray([m["posthoc"]["offsets"] for m in members], np.float64).mean(0)
+    rec.update({"weights_are_complete": False, "posthoc": members[0]["posthoc"]["method"],
+                "logit_offsets": dict(zip(ds["class_names"], (b - b.mean()).tolist()))})
   return rec
 
 
@@ -124,6 +129,9 @@ def render(rec: dict) -> str:
             f"  selection split: {_effect(rec['selection'], scale)}",
             f"  test (confirmed once): {_effect(rec['test'], scale)}",
             "  class weights: " + _dict_literal(rec["class_weights"])]
+  if rec.get("logit_offsets"):
+    lines.append("  then predict argmax(logits + b), b (mean over seeds, centred) = "
+                 + _dict_literal(rec["logit_offsets"]))
   if not rec["weights_are_complete"]:
     lines.append(f"  note: {rec['rule_name']} also acts beyond its class weights (loss, "
                  "schedule or sampler); the snippets carry the weights only")

@@ -17,6 +17,8 @@ from lwi_jax import metrics
 from lwi_jax.report import bootstrap, front, selection, stats
 
 TESTS = ("bootstrap", "paired_t", "none")
+IMBALANCE_KEYS = ("worst_k_tpr", "hmean_tpr", "var_tpr_noise_corrected")
+TOP_CONFUSED = 5  # most-confused pairs of the baseline in report.md
 # Member status. Anything but OK is excluded from every comparison: NON_FINITE (its loss,
 # parameters or weights became NaN/inf), SOURCE_NON_FINITE (its weights would derive from such a
 # member).
@@ -48,11 +50,13 @@ def mean_or_nan(values) -> float:
   return float(np.mean(values)) if len(values) else math.nan
 
 
-def compare_rules(baseline: list[dict], members: list[dict], resampled: dict | None = None
-                  ) -> list[dict]:
+def compare_rules(baseline: list[dict], members: list[dict], resampled: dict | None = None,
+                  worst_k: int = 2) -> list[dict]:
   """Per rule: paired-by-seed differences to the baseline on the test split, with statistics.
 
   `resampled` (rule -> bootstrap.compare_with_baseline) replaces the t-based summaries.
+  Beside metrics.SUMMARY_KEYS every row has the means of metrics.imbalance_scores (worst-k
+  mean TPR with k = `worst_k`, harmonic-mean TPR, noise-corrected Var), from the confusions.
   Only pairs whose rule member and baseline are both finite ("ok") count; the others are
   listed in the row's `excluded` (a rule with none left has n = 0 and NaN statistics), and a
   row with exclusions keeps the t-based summaries of its finite pairs (the bootstrap resampled
@@ -71,6 +75,11 @@ def compare_rules(baseline: list[dict], members: list[dict], resampled: dict | N
     for key in metrics.SUMMARY_KEYS:
       row[f"{key}_mean"] = mean_or_nan([float(x[key]) for x in t])
       row[f"baseline_{key}_mean"] = mean_or_nan([float(x[key]) for x in b])
+    for prefix, scored in (("", t), ("baseline_", b)):
+      extra = [metrics.imbalance_scores(np.asarray(x["confusion"]), worst_k, np)
+               for x in scored if "confusion" in x]
+      for key in IMBALANCE_KEYS:
+        row[f"{prefix}{key}_mean"] = mean_or_nan([float(e[key]) for e in extra])
     for name, key, sign in metrics.PAIRED_DIFFERENCES:
       row[name] = stats.paired_summary([float(x[key]) - float(y[key]) if sign < 0
                                         else float(y[key]) - float(x[key])
@@ -156,8 +165,14 @@ def selection_results(config, data, baseline_phase: dict, round_phase: dict, spe
         base, rules, getattr(data, split).labels, data.num_classes, cmp.evenness,
         int(cmp.worst_k), int(cmp.bootstrap_samples), int(cmp.bootstrap_seed))
   families = {m.rule.label: m.rule.family_label for m in specs}
+  # Post-hoc offsets fitted on the validation split would make a "held-out" choice on it
+  # circular: under an independent selection they are compared, never chosen.
+  fitted_there = ({r for r, info in zip(round_phase["rules"][len(specs):],
+                                        round_phase.get("posthoc", []))
+                   if info["fit_split"] == "validation"}
+                  if selection.independence(config)[0] else set())
   return selection.protocol(evidence["validation"], evidence["test"], config, families,
-                            _controls(round_phase, specs))
+                            _controls(round_phase, specs) | fitted_there)
 
 
 def _controls(round_phase: dict, specs) -> set[str]:
@@ -171,8 +186,80 @@ def _controls(round_phase: dict, specs) -> set[str]:
   return {selection.CONTROL} | {r for r, f in flat.items() if f}
 
 
+def _with_posthoc(phase: dict, posthoc: dict) -> dict:
+  """The last round's phase with the post-hoc rows appended (what the statistics resample)."""
+  merged = dict(phase, status=phase.get("status", [OK] * len(phase["labels"])),
+                posthoc=posthoc["posthoc"])
+  for key in ("labels", "seeds", "rules", "status", "test_predictions",
+              "validation_predictions"):
+    merged[key] = [*merged[key], *posthoc[key]]
+  merged["initial_class_weights"] = np.concatenate([phase["initial_class_weights"],
+                                                    np.asarray(posthoc["initial_class_weights"])])
+  return merged
+
+
+def _posthoc_records(posthoc: dict, round_index: int) -> list[dict]:
+  recs = _member_records({**posthoc, **{k: np.asarray(posthoc[k]) for k in (
+      "initial_class_weights", "final_class_weights", "sample_weights")},
+      "history": {k: np.stack([h[k] for h in posthoc["history"]])
+                  for k in posthoc["history"][0]}}, round_index)
+  for rec, info in zip(recs, posthoc["posthoc"]):
+    rec["posthoc"] = info
+    rec["rule_name"] = info["method"].partition(":")[0]
+  return recs
+
+
+def phase_seconds(phase: dict) -> float:
+  """Training seconds of a phase: the sum of its epochs' wall times (compilation and each
+  epoch's validation included), shared by all its members."""
+  sec = np.asarray(phase["history"].get("seconds", []), np.float64)
+  return float(np.nansum(sec[0])) if sec.size else 0.0
+
+
+def _costs(round_phases: list[dict], posthoc: dict | None) -> list[dict]:
+  """Per round, rule -> training seconds spent on it beyond the baseline: its members' share of
+  each round's phase up to this one; a post-hoc row: its source rule's (0 on the baseline)."""
+  out, spent = [], {}
+  for phase in round_phases:
+    sec, rules = phase_seconds(phase), list(phase["rules"])
+    for rule in dict.fromkeys(rules):
+      spent[rule] = spent.get(rule, 0.0) + sec * rules.count(rule) / len(rules)
+    out.append(dict(spent))
+  if posthoc is not None and out:
+    for rule, info in zip(posthoc["rules"], posthoc["posthoc"]):
+      out[-1][rule] = out[-1].get(info["source_rule"], 0.0)
+  return out
+
+
+def confused_pairs(baseline: list[dict], members: list[dict], top: int = TOP_CONFUSED) -> dict:
+  """The baseline's most-confused (true, predicted) pairs on test, mean count over its finite
+  seeds and share of the true class's examples, and the same cells of every rule."""
+  def mean_cm(ms):
+    ms = [m for m in ms if m.get("status", OK) == OK]
+    return np.mean([np.asarray(m["test"]["confusion"], np.float64) for m in ms], 0) if ms else None
+  base = mean_cm(baseline)
+  if base is None:
+    return {"pairs": [], "rules": {}}
+  off = base.copy()
+  np.fill_diagonal(off, -1)
+  flat = np.argsort(-off.ravel(), kind="stable")[:top]
+  cells = [(int(i), int(j)) for i, j in zip(*np.unravel_index(flat, off.shape)) if off[i, j] > 0]
+  support = np.maximum(base.sum(1), 1)
+
+  def at(cm):
+    return {"count": [float(cm[i, j]) for i, j in cells],
+            "share": [float(cm[i, j] / support[i]) for i, j in cells]}
+  rules = {}
+  for rule in dict.fromkeys(m["rule"] for m in members):
+    cm = mean_cm([m for m in members if m["rule"] == rule])
+    if cm is not None:
+      rules[rule] = at(cm)
+  return {"pairs": [{"true": i, "predicted": j} for i, j in cells], "baseline": at(base),
+          "rules": rules}
+
+
 def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict], specs,
-                     wall_seconds: float) -> dict:
+                     wall_seconds: float, posthoc: dict | None = None) -> dict:
   """The results dict of a study (what results.json holds) from its decoded phases.
 
   Args:
@@ -182,12 +269,23 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
     round_phases: the decoded round phases, in order.
     specs: the MemberSpecs of the rounds' members, in order.
     wall_seconds: the study's wall time (run_control.PhaseClock).
+    posthoc: the post-hoc rows (rules/posthoc.posthoc_phase), or None: they join the last
+      round's members, comparisons, front and selection.
 
   Returns:
-    status, members, per-round comparisons with their statistics, the "best" rule.
+    status, members (`posthoc`: the post-hoc members, each with its offsets), per-round
+    comparisons with their statistics and costs, the "best" rule.
   """
   baseline = _member_records(baseline_phase, 0)
   rounds = [_member_records(p, r + 1, specs) for r, p in enumerate(round_phases)]
+  seconds = {"baseline": phase_seconds(baseline_phase),
+             **{f"round{r + 1}": phase_seconds(p) for r, p in enumerate(round_phases)}}
+  costs = _costs(round_phases, posthoc)
+  # The post-hoc members keep a list of their own (results["posthoc"]: the rounds hold trained
+  # members only) and join the last round's comparison, front and selection.
+  extra = _posthoc_records(posthoc, len(round_phases)) if posthoc and round_phases else []
+  if extra:
+    round_phases = [*round_phases[:-1], _with_posthoc(round_phases[-1], posthoc)]
   cmp = config.compare
   resampled = bootstrap.compare_rounds(  # resampling only when it is the study's test
       baseline_phase, round_phases, data.test.labels, data.num_classes,
@@ -195,7 +293,12 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
   if resampled is None or cmp.test != "bootstrap":  # keep McNemar; the test is the t-test
     resampled = [{rule: {"mcnemar": r["mcnemar"]} for rule, r in rs.items()}
                  for rs in resampled] if resampled else [None] * len(rounds)
-  comparisons = [compare_rules(baseline, members, rs) for members, rs in zip(rounds, resampled)]
+  comparisons = [compare_rules(baseline, members + (extra if r == len(rounds) - 1 else []), rs,
+                               int(cmp.worst_k))
+                 for r, (members, rs) in enumerate(zip(rounds, resampled))]
+  for rows, cost in zip(comparisons, costs):
+    for row in rows:
+      row["train_seconds"] = cost.get(row["rule"], math.nan)
   tolerance = max_accuracy_drop(config)
   chosen = (selection_results(config, data, baseline_phase, round_phases[-1], specs)
             if round_phases else None)
@@ -225,6 +328,10 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
       "best_rule": {"rule": best["rule"] if best else None, "max_accuracy_drop": tolerance,
                     "criterion": criterion},
       "wall_seconds": wall_seconds,
+      "phase_seconds": seconds,
+      "posthoc": extra,
+      "confused_pairs": (confused_pairs(baseline, rounds[-1] + extra) if rounds
+                         else {"pairs": []}),
       # the front and the held-out choice; absent (not null) when there is none to make
       **({"selection": chosen} if chosen is not None else {}),
   }

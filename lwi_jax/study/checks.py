@@ -26,6 +26,7 @@ from lwi_jax.parallel import ensemble
 from lwi_jax.report import front
 from lwi_jax.report import results as results_lib
 from lwi_jax.rules import members as members_lib
+from lwi_jax.rules import posthoc as posthoc_lib
 from lwi_jax.rules import scores as scores_lib
 from lwi_jax.study import train_options
 
@@ -168,6 +169,7 @@ def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.Membe
   """
   check_config(config)
   specs = members_lib.parse_members(config.rules, config.seeds)
+  posthoc_lib.parse(config.get("posthoc", ()))
   optim.make_optimizer(config.optimizer, 1, 1)
   models.check_config(config.model)
   ensemble.resolve_strategy(config.train.ensemble_strategy)

@@ -10,6 +10,7 @@ fresh one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 
@@ -36,6 +37,10 @@ def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
   d = config.to_dict()
   for key in ("workdir", "rules", "rounds", "compare", "scores"):  # scores: in the round parts
     d.pop(key, None)
+  # Which post-hoc arms run does not change training; whether the phase saves its logits does.
+  # Off (the default), the fingerprint is what it was before post-hoc arms existed.
+  if d.pop("posthoc", None):
+    d["saves_logits"] = True
   for key in sharding.LAUNCH_FIELDS:  # differ between the processes of one distributed run
     d.get("train", {}).pop(key, None)
   for key in train_options.CONSOLE_ONLY_FIELDS:
@@ -46,6 +51,29 @@ def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
 
 def path(workdir: str, name: str, key: str) -> str:
   return os.path.join(workdir, "phases", f"{name}-{key}.json")
+
+
+def logits_path(phase_path: str) -> str:
+  """The per-example logits saved beside a phase's JSON (same name and fingerprint)."""
+  return phase_path[:-len(".json")] + ".logits.npz"
+
+
+def write_logits(phase_path: str, arrays: dict) -> None:
+  """Saves float32 logits {name: [members, N, C]} atomically (process 0 only)."""
+  if not sharding.is_primary():
+    return
+  buf = io.BytesIO()
+  np.savez(buf, **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
+  io_utils.atomic_write_bytes(logits_path(phase_path), buf.getvalue())
+
+
+def read_logits(phase_path: str) -> dict[str, np.ndarray] | None:
+  """The phase's saved logits, or None when it has none (saved with config.posthoc=())."""
+  path = logits_path(phase_path)
+  if not os.path.exists(path):
+    return None
+  with np.load(path, allow_pickle=False) as z:
+    return {k: np.asarray(z[k]) for k in z.files}
 
 
 def first_non_finite(finite_history: np.ndarray) -> np.ndarray:

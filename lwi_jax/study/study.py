@@ -37,6 +37,7 @@ from lwi_jax.parallel import ensemble, sharding
 from lwi_jax.report import markdown, outputs
 from lwi_jax.report import results as results_lib
 from lwi_jax.report.results import OK, SOURCE_NON_FINITE
+from lwi_jax.rules import posthoc as posthoc_lib
 from lwi_jax.rules import scores as scores_lib
 from lwi_jax.runtime import console, run_control
 from lwi_jax.study import checks, memory, phases, train_options
@@ -71,6 +72,8 @@ class Study:
     self.config = config
     self.log = log
     self.specs = checks.validate_config(config)  # fails before any data is loaded
+    self.posthoc = posthoc_lib.parse(config.get("posthoc", ()))
+    self._logits = {}  # phase name -> its saved per-example logits (only with config.posthoc)
     self.workdir = os.path.abspath(config.workdir)
     self._trainer = None
     self._data = None
@@ -136,7 +139,7 @@ class Study:
       sources = {m.label: ScoreSource(np.asarray(rounds[-1]["validation"][i]["tpr"]),
                                       f"{m.label} (round {r})", rounds[-1]["status"][i] == OK)
                  for i, m in enumerate(self.specs)}
-    return self._compare(baseline, rounds, records)                              # 6
+    return self._compare(baseline, rounds, records, self._posthoc(baseline, rounds))  # 6
 
   def _baseline_key(self) -> str:
     """The baseline's fingerprint: the config and the content of what was loaded.
@@ -148,15 +151,25 @@ class Study:
     return phases.fingerprint(self.config, "baseline", *([vocab] if vocab else []),
                               self.data_hash)
 
-  def _phase(self, name: str, key: str, labels, seeds, rules, make_hparams, extra=None) -> dict:
+  def _phase(self, name: str, key: str, labels, seeds, rules, make_hparams, extra=None,
+             extra_logits=None) -> dict:
     """Loads a finished phase, or trains (resuming from its checkpoints) and saves it.
 
-    `extra(states)` adds fields to the saved result (the crossfit phase's out-of-fold scores).
+    `extra(states)` adds fields to the saved result (the crossfit phase's out-of-fold scores);
+    with config.posthoc, the members' validation and test logits (and `extra_logits(states)`)
+    are saved beside it.
     """
     path = phases.path(self.workdir, name, key)
     self._phase_keys.append(f"{name}-{key}")
     if sharding.primary_decides(os.path.exists(path)):
       self.log(f"[{name}] reusing finished phase {os.path.relpath(path, self.workdir)}")
+      if self.posthoc:
+        self._logits[name] = phases.read_logits(path)
+        if self._logits[name] is None:
+          raise ValueError(
+              f"config.posthoc={tuple(self.config.posthoc)} needs per-example logits, and the "
+              f"finished phase {path} has none ({os.path.basename(phases.logits_path(path))} "
+              "is missing): delete that phase file to retrain it, or set --config.posthoc=()")
       return phases.read(path)
     self.clock.start(f"{name}-{key}")
     hparams = make_hparams()
@@ -174,6 +187,12 @@ class Study:
     result["validation_predictions"] = self.trainer.predictions(states, "validation", len(seeds))
     if extra is not None:
       result.update(extra(states))
+    if self.posthoc:  # before the JSON: a phase file without its logits is never left behind
+      n = len(seeds)
+      logits = {split: self.trainer.logits(states, split, n) for split in ("validation", "test")}
+      logits.update(extra_logits(states) if extra_logits is not None else {})
+      phases.write_logits(path, logits)
+      self._logits[name] = logits
     saved = phases.write(path, result)
     self.clock.stop()
     return saved
@@ -206,6 +225,12 @@ class Study:
           preds[i], self.data.train.labels, folds[s], self.data.num_classes)
           for i, s in enumerate(seeds)]}
 
+    def out_of_fold_logits(states):  # each training example scored by the member without it
+      logits = self.trainer.logits(states, "train", len(pairs)).reshape(len(seeds), k, -1,
+                                                                         self.data.num_classes)
+      n = np.arange(len(self.data.train))
+      return {"out_of_fold": np.stack([logits[i, folds[s], n] for i, s in enumerate(seeds)])}
+
     phase = self._phase(
         "crossfit", phases.fingerprint(self.config, "crossfit", k, base_key),
         [f"fold{j}@seed{s}" for s, j in pairs], [s for s, _ in pairs],
@@ -213,7 +238,7 @@ class Study:
         lambda: ensemble.stack([MemberHParams.uniform(self.data.num_classes,
                                                       example_mask=folds[s] != j)
                                 for s, j in pairs]),
-        extra=out_of_fold)
+        extra=out_of_fold, extra_logits=out_of_fold_logits)
     fold_ok = np.reshape([st == OK for st in phase["status"]], (len(seeds), k)).all(1)
     return [dict(scores_lib.score_record(cm, cfg, f"crossfit:{k}"), seed=s,
                  scored_by=f"the {k} fold members of seed {s}", finite=bool(ok))
@@ -257,10 +282,33 @@ class Study:
                         for m, st in zip(self.specs, result["status"])]
     return result
 
-  def _compare(self, baseline: dict, rounds: list[dict], records: list[dict]) -> dict:
+  def _posthoc(self, baseline: dict, rounds: list[dict]) -> dict | None:
+    """The post-hoc rows (rules/posthoc.py) on every baseline member (fitted on the scores'
+    split) and last-round member (on its validation logits); None without config.posthoc."""
+    if not self.posthoc:
+      return None
+    crossfit = self.config.scores.method == "crossfit"
+    base_logits, last_logits = self._logits["baseline"], self._logits[f"round{len(rounds)}"]
+    sources = (posthoc_lib.member_sources(
+        baseline, base_logits, "out_of_fold" if crossfit else "validation",
+        self._logits["crossfit"]["out_of_fold"] if crossfit else base_logits["validation"])
+        + posthoc_lib.member_sources(rounds[-1], last_logits, "validation",
+                                     last_logits["validation"]))
+    d = self.data
+    out = posthoc_lib.posthoc_phase(
+        self.posthoc, sources, {"validation": d.validation.labels, "test": d.test.labels,
+                                "out_of_fold": d.train.labels},
+        d.num_classes, results_lib.max_accuracy_drop(self.config))
+    self.log(f"post-hoc: {', '.join(s.label for s in self.posthoc)} on {len(sources)} members "
+             f"(the baseline and every rule), fitted on {'out-of-fold (baseline) and ' * crossfit}"
+             f"validation logits in {sum(p['fit_seconds'] for p in out['posthoc']):.1f}s")
+    return out
+
+  def _compare(self, baseline: dict, rounds: list[dict], records: list[dict],
+               posthoc: dict | None = None) -> dict:
     """Step 6: every rule against its seed's baseline; the outputs (process 0 writes them)."""
     results = results_lib.assemble_results(self.config, self.data, baseline, rounds, self.specs,
-                                           self.clock.wall_seconds(self._phase_keys))
+                                           self.clock.wall_seconds(self._phase_keys), posthoc)
     results["dataset"]["content_hash"] = self.data_hash
     self._attach_score_uncertainty(results, records)
     if not sharding.is_primary():  # one writer: process 0

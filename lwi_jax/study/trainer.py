@@ -119,6 +119,15 @@ class Trainer:
     preds = np.asarray(fn(states, inputs, mask))[:num_members, :len(getattr(self.data, split))]
     return preds.astype(np.int16 if self.num_classes > 127 else np.int8)
 
+  def logits(self, states, split: str, num_members: int | None = None) -> np.ndarray:
+    """Logits [E, N, C] (float32) of every example of `split` by the first `num_members`
+    members: what the post-hoc arms fit and apply offsets to."""
+    inputs, _, mask = self._eval_set(split)
+    fn = programs.ensemble_logits_fn(self.strategy, self.chunk, self.mesh,
+                                     self.compiler_options, self.eval_flip)
+    out = np.asarray(fn(states, inputs, mask), np.float32)
+    return out[:num_members, :len(getattr(self.data, split))]
+
   def epoch_fn(self, on_step=None):
     """The compiled (states, hparams, keys, epoch, inputs, labels) -> ... of this config
     (`on_step`: the progress callback, train.train_epoch)."""
