@@ -40,17 +40,8 @@ from lwi_jax.report.results import OK, SOURCE_NON_FINITE
 from lwi_jax.rules import posthoc as posthoc_lib
 from lwi_jax.rules import scores as scores_lib
 from lwi_jax.runtime import console, run_control
-from lwi_jax.study import checks, memory, phases, train_options
+from lwi_jax.study import checks, memory, phases, train_options, weights_step
 from lwi_jax.study.trainer import Trainer
-
-
-def _fmt_vec(v, shown: int = 30) -> str:
-  """Every value up to `shown` classes; above, their range (a 1,000-class line is unreadable)."""
-  v = np.asarray(v)
-  if v.size > shown:
-    return (f"[{v.size} classes: min {v.min():.3f}, median {np.median(v):.3f}, "
-            f"max {v.max():.3f}]")
-  return "[" + " ".join(f"{x:.3f}" for x in v) + "]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,39 +235,14 @@ class Study:
                  scored_by=f"the {k} fold members of seed {s}", finite=bool(ok))
             for s, cm, ok in zip(seeds, phase["out_of_fold_confusion"], fold_ok)]
 
-  def _weights(self, sources: dict[str, ScoreSource]) -> MemberHParams:
-    """Step 3: every member's MemberHParams from its seed's scores, stacked."""
-    counts, names = self.data.class_counts, self.data.class_names
-    hps = []
-    for m in self.specs:
-      src = sources[m.label]
-      if src.finite:
-        hps.append(m.rule.member_hparams(src.tpr, counts, self.config.train.epochs, names))
-        continue
-      # Scores of a diverged member are argmaxes of NaN logits: derive nothing from them.
-      self.log(f"weights {m.label}: not derived, its source {src.scored_by} is "
-               "non-finite; trained with uniform weights only to keep the ensemble, and "
-               "excluded")
-      hps.append(MemberHParams.uniform(len(counts)))
-    grids = {}  # a grid's members: one console line per family (results.json: each member)
-    for m, h in zip(self.specs, hps):
-      if m.rule.family:
-        grids.setdefault(m.rule.family, set()).add(m.rule.label)
-      else:
-        self.log(f"weights {m.label:<44s} {_fmt_vec(h.class_weights)}"
-                 + (f"  sampling {_fmt_vec(h.sample_weights)}" if bool(h.oversample) else ""))
-    for family, rules in grids.items():
-      self.log(f"weights {family}: a grid of {len(rules)} rules x {len(self.config.seeds)} "
-               "seed(s), each member's weights in results.json")
-    return ensemble.stack(hps)
-
   def _retrain(self, r: int, sources: dict[str, ScoreSource], base_key: str) -> dict:
     """Steps 3-5 of round `r`: weights, one retrained ensemble, its validation/test scores."""
     labels = [m.label for m in self.specs]
     key = phases.fingerprint(self.config, "round", r, labels, base_key,
                              self.config.scores.to_dict(), self.data_hash)
     result = self._phase(f"round{r}", key, labels, [m.seed for m in self.specs],
-                         [m.rule.label for m in self.specs], lambda: self._weights(sources))
+                         [m.rule.label for m in self.specs], lambda: weights_step.member_hparams(
+                             self.specs, sources, self.data, self.config, self.log))
     result["scores_used"] = [sources[m.label].tpr for m in self.specs]
     result["status"] = [st if sources[m.label].finite else SOURCE_NON_FINITE
                         for m, st in zip(self.specs, result["status"])]
