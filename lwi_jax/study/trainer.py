@@ -255,7 +255,8 @@ class Trainer:
       self.log(f"[{phase}] pace of the first steps: {seconds_per_step:.2f} s a step here, so "
                f"~{console.format_seconds(epoch_seconds)} an epoch, "
                f"~{console.format_seconds(epoch_seconds * epochs_left)} for this phase "
-               f"({n} member{'s' if n > 1 else ''}, {epochs_left} epochs; "
+               f"({n} member{'s' if n > 1 else ''}, {epochs_left} epoch"
+               f"{'s' if epochs_left > 1 else ''}; "
                f"~{console.format_seconds(epoch_seconds / n)} a member-epoch)")
       hint = train_options.cpu_preset_hint(self.config, jax.default_backend())
       if hint:
