@@ -14,6 +14,7 @@ import textwrap
 import ml_collections
 import pytest
 
+from lwi_jax.data import names
 from lwi_jax.parallel import sharding
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,7 +126,7 @@ LAYOUT_SCRIPT = textwrap.dedent("""
     E = 2
     def run(strategy, shard):
       c = tab.get_config()
-      c.model.hidden_sizes, c.model.dropout = (16,), 0.0
+      c.model.hidden_sizes = (8,)  # dropout stays on: the members' keys are checked too
       c.train.epochs, c.train.batch_size, c.train.eval_batch_size = 2, 32, 500
       c.train.eval_every_epoch, c.train.ensemble_strategy = False, strategy
       c.train.shard_ensemble, c.train.num_devices = shard, 2 if shard else 0
@@ -150,8 +151,13 @@ def test_sharded_vs_one_device_bitwise_with_sequential_round_off_with_vmap():
   bitwise; the default 'vmap' batches a member with its device-mates, and a different batch
   width changes XLA's accumulation order: round-off (parameters within 1e-5 here), which may
   flip a few predictions in a longer run (at most 1% of test predictions allowed here)."""
+  # Four programs (two strategies x two layouts) are most of this test's time: compiled once
+  # per machine into JAX's persistent cache (keyed by the program, the flags and the versions,
+  # so a cached executable is the one a compile would give), a rerun only executes them.
+  cache = os.path.join(names.resolve_cache_dir(), "xla_test_cache")
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_PLATFORMS="cpu")
+             JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=cache,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   proc = subprocess.run([sys.executable, "-c", LAYOUT_SCRIPT, REPO], env=env, cwd=REPO,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
