@@ -247,7 +247,18 @@ def _read_fast(path: str, delimiter: str, encoding: str) -> RawTable:
   for j, name in enumerate(header):  # one column's copy at a time, the original freed
     columns[name] = pc.utf8_trim_whitespace(raw_columns[j])
     raw_columns[j] = None
+  release_freed_memory()
   return RawTable(path, header, columns, data_lines.astype(np.int64))
+
+
+def release_freed_memory() -> None:
+  """Gives the memory pyarrow's pool holds after frees back to the system.
+
+  Its allocator (mimalloc) keeps freed blocks for reuse, and numpy's arrays never reuse them:
+  at 200 MB of CSV the reader's buffers (then the table, once dropped) stayed in the process
+  beside the float feature matrix, 1.9x the file on top of what was in use.
+  """
+  pa.default_memory_pool().release_unused()
 
 
 def read_table(path: str, delimiter: str = ",", encoding: str = "utf-8-sig",

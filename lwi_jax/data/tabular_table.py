@@ -24,9 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lwi_jax.data.errors import DataError
-from lwi_jax.data.tabular_read import RawTable, read_table
+from lwi_jax.data.tabular_read import RawTable, read_table, release_freed_memory
 
-__all__ = ["RawTable", "read_table", "detect_kinds", "missing_mask", "parse_numbers"]
+__all__ = ["RawTable", "read_table", "release_freed_memory", "detect_kinds", "missing_mask",
+           "parse_numbers"]
 
 DEFAULT_MISSING = ("", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 # A column this numeric-looking (share of its values that are numbers or look like numbers:
@@ -158,11 +159,16 @@ def _check_names(table: RawTable, names: Sequence[str], field: str) -> None:
                     f"the header {list(table.header)}")
 
 
-def detect_kinds(table: RawTable, label_column: str, cfg) -> tuple[dict, dict, list[str]]:
-  """(kinds {column: 'numeric'|'categorical'}, parsed numeric columns, unusable columns).
+def detect_kinds(table: RawTable, label_column: str, cfg, consume: bool = False
+                 ) -> tuple[dict, dict, list[str], dict]:
+  """(kinds {column: 'numeric'|'categorical'}, parsed numeric columns, unusable columns,
+  missing-value masks of the kinds' columns).
 
   Feature columns: data.feature_columns if given, else every column but the label and
-  data.ignore_columns. Columns kept in header order.
+  data.ignore_columns. Columns kept in header order. consume=True drops a numeric column's
+  strings from `table` as soon as it is parsed (for a caller that owns the table and needs only
+  the numbers after this): the floats then replace the text instead of joining it, which is
+  what keeps a large CSV's load near the file's size.
   """
   numeric_cfg = list(cfg.get("numeric_columns", ()) or ())
   categorical_cfg = list(cfg.get("categorical_columns", ()) or ())
@@ -180,12 +186,13 @@ def detect_kinds(table: RawTable, label_column: str, cfg) -> tuple[dict, dict, l
   features = chosen or [c for c in table.header if c != label_column and c not in ignore]
   missing_values = tuple(cfg.get("missing_values", DEFAULT_MISSING))
   decimal = check_decimal(cfg)
-  kinds, numbers, unusable = {}, {}, []
+  kinds, numbers, unusable, masks = {}, {}, [], {}
   for col in features:
     missing = missing_mask(table.columns[col], missing_values)
     if missing.all():
       unusable.append(col)
       continue
+    masks[col] = missing
     if col in categorical_cfg:
       kinds[col] = "categorical"
       continue
@@ -193,6 +200,9 @@ def detect_kinds(table: RawTable, label_column: str, cfg) -> tuple[dict, dict, l
     n_present, n_bad = int((~missing).sum()), int(bad.sum())
     if n_bad == 0:
       kinds[col], numbers[col] = "numeric", parsed
+      if consume:
+        del table.columns[col]
+        release_freed_memory()
       continue
     declared = col in numeric_cfg
     bad_rows = np.flatnonzero(bad)
@@ -210,7 +220,7 @@ def detect_kinds(table: RawTable, label_column: str, cfg) -> tuple[dict, dict, l
         f"{table.path}:1: no usable feature column: the header has {list(table.header)}, the "
         f"label is {label_column!r}, ignored {ignore}, without any value {unusable}; a table "
         "needs at least one feature column with values")
-  return kinds, numbers, unusable
+  return kinds, numbers, unusable, masks
 
 
 def class_order(labels: Sequence[str]) -> list[str]:
