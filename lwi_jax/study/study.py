@@ -282,7 +282,8 @@ class Study:
     results = results_lib.assemble_results(self.config, self.data, baseline, rounds, self.specs,
                                            self.clock.wall_seconds(self._phase_keys))
     results["dataset"]["content_hash"] = self.data_hash
-    results["dataset"]["split_manifest"] = self.split_manifest_path()
+    if self.split_manifest_path():
+      results["dataset"]["split_manifest"] = self.split_manifest_path()
     self._attach_score_uncertainty(results, records)
     if not sharding.is_primary():  # one writer: process 0
       return results
