@@ -38,7 +38,8 @@ def _data(preset: str) -> ml_collections.ConfigDict:
     data.image_size = 0  # 0 = keep the files' size (all must agree); N = resize to N x N
     data.channels = 0  # 0 = auto (1 if all greyscale, else 3), 1, 3 or 4 (image_convert.py)
     data.skip_bad_images = False  # True: unreadable files skipped and counted, not an error
-    data.cache_dir = "runs/image_cache"  # decoded arrays and split manifests
+    data.cache_dir = "runs/image_cache"  # decoded arrays
+    data.split_manifest = ""  # a workdir's split_manifest.json: reuse that split exactly; '' = carve
   if preset == "npz":
     data.path = ""  # x_train, y_train, x_test, y_test [, class_names]
   if preset == "tfds":

@@ -167,6 +167,13 @@ def test_tabular_speed():
   assert "Matmul peak" in text and "| production | vmap | 1 |" in text
 
 
+def test_csv_load():
+  """`python -m bench.csv_load` on a 3,000-row table, one round."""
+  from bench import csv_load
+  text = csv_load.main(["--rows", "3000", "--rounds", "1"])
+  assert "| read | auto |" in text and "| load | auto |" in text and "| read | strict |" in text
+
+
 def test_tabular_reference():
   """`python -m bench.tabular_reference` with 2 seeds and every method capped at 2 iterations."""
   pytest.importorskip("sklearn", reason="scikit-learn is in the `bench` extra, not `test`")

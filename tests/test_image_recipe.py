@@ -100,3 +100,21 @@ def test_folder_study_end_to_end(tmp_path):
   assert any(line.startswith("WARNING: the training classes are not balanced") for line in lines)
   with open(os.path.join(config.workdir, "report.md")) as f:
     assert "The training classes are not balanced (largest / smallest = 2.0)" in f.read()
+  # the split is written to the workdir, and a rerun pinned to it reuses the finished phases
+  manifest = os.path.join(config.workdir, "split_manifest.json")
+  assert results["dataset"]["split_manifest"] == manifest
+  assert any(line.startswith(f"split manifest: {manifest}") and
+             f"--config.data.split_manifest={manifest}" in line for line in lines)
+  with open(manifest) as f:
+    listed = json.load(f)["splits"]
+  assert [len(listed[s]) for s in ("train", "validation", "test")] == [20, 5, 5]
+  config.data.split_manifest = manifest
+  lines.clear()
+  study.run(config, log=lines.append)
+  assert any(line.startswith(f"  split reused from {manifest}") for line in lines)
+  assert sum("reusing finished phase" in line for line in lines) == 2  # baseline, round1
+  with open(os.path.join(config.workdir, "results.json")) as f:
+    again = json.load(f)
+  assert again["dataset"]["content_hash"] == results["dataset"]["content_hash"]
+  with open(manifest) as f:
+    assert json.load(f)["splits"] == listed

@@ -14,6 +14,7 @@ import textwrap
 import ml_collections
 import pytest
 
+from lwi_jax.data import names
 from lwi_jax.parallel import sharding
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,6 +104,72 @@ def test_sharded_ensemble_equals_unsharded_on_4_cpu_devices():
   assert "OK" in proc.stdout
   for e in (4, 3):
     assert f"E={e} devices=4: sharded == unsharded" in proc.stdout
+
+
+LAYOUT_SCRIPT = textwrap.dedent("""
+    import importlib.util, os, sys
+    import jax, numpy as np
+    assert jax.device_count() == 2, jax.devices()
+    from lwi_jax import data as data_lib
+    from lwi_jax import member
+    from lwi_jax.parallel import ensemble
+    from lwi_jax.study import trainer as trainer_lib
+
+    spec = importlib.util.spec_from_file_location("tab", os.path.join(sys.argv[1], "configs",
+                                                                      "tabular.py"))
+    tab = importlib.util.module_from_spec(spec); spec.loader.exec_module(tab)
+    rng = np.random.default_rng(0)
+    def split(n):
+      y = rng.integers(0, 3, n).astype(np.int32)
+      return data_lib.types.Split((rng.normal(size=(n, 8)) + y[:, None] * 0.4).astype(np.float32), y)
+    data = data_lib.types.ClassificationData(split(300), split(60), split(500), ("a", "b", "c"))
+    E = 2
+    def run(strategy, shard):
+      c = tab.get_config()
+      c.model.hidden_sizes = (8,)  # dropout stays on: the members' keys are checked too
+      c.train.epochs, c.train.batch_size, c.train.eval_batch_size = 2, 32, 500
+      c.train.eval_every_epoch, c.train.ensemble_strategy = False, strategy
+      c.train.shard_ensemble, c.train.num_devices = shard, 2 if shard else 0
+      trainer = trainer_lib.Trainer(c, data, log=lambda m: None)
+      hp = ensemble.stack([member.MemberHParams.create(np.linspace(0.5, 1.5, 3) ** i)
+                           for i in range(E)])
+      states, _, _ = trainer.fit("t", [str(i) for i in range(E)], list(range(E)), hp)
+      params = jax.device_get(jax.tree.map(lambda x: x[:E], states.params))
+      return jax.tree.leaves(params), trainer.predictions(states, "test", E)
+    for strategy in ("sequential", "vmap"):
+      (p1, y1), (p2, y2) = run(strategy, False), run(strategy, True)
+      bitwise = all(np.array_equal(a, b) for a, b in zip(p1, p2))
+      diff = max(float(np.abs(a - b).max()) for a, b in zip(p1, p2))
+      flips = float((y1 != y2).mean())
+      print(f"{strategy}: bitwise {bitwise} max_param_diff {diff:.3g} flips {flips:.4f}")
+""")
+
+
+def test_sharded_vs_one_device_bitwise_with_sequential_round_off_with_vmap():
+  """What README and sharding.py promise about layouts: `ensemble_strategy='sequential'` runs
+  each member through the same one-member program on any layout, so 2 devices equal 1 device
+  bitwise; the default 'vmap' batches a member with its device-mates, and a different batch
+  width changes XLA's accumulation order: round-off (parameters within 1e-5 here), which may
+  flip a few predictions in a longer run (at most 1% of test predictions allowed here)."""
+  # Four programs (two strategies x two layouts) are most of this test's time: compiled once
+  # per machine into JAX's persistent cache (keyed by the program, the flags and the versions,
+  # so a cached executable is the one a compile would give), a rerun only executes them.
+  cache = os.path.join(names.resolve_cache_dir(), "xla_test_cache")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=cache,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  proc = subprocess.run([sys.executable, "-c", LAYOUT_SCRIPT, REPO], env=env, cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+  got = {}
+  for line in proc.stdout.splitlines():
+    if ": bitwise " in line:
+      strategy, rest = line.split(": ", 1)
+      fields = rest.split()
+      got[strategy] = (fields[1] == "True", float(fields[3]), float(fields[5]))
+  assert got["sequential"] == (True, 0.0, 0.0), proc.stdout
+  bitwise, diff, flips = got["vmap"]
+  assert diff <= 1e-5 and flips <= 0.01, proc.stdout
 
 
 def test_mesh_from_config_off_by_default_and_validated():

@@ -1,4 +1,6 @@
-"""The TFDS source through `tfds.data_source`, mocked (no TensorFlow, no network)."""
+"""The TFDS sources through `tfds.data_source` (no TensorFlow, no network): cifar10 mocked, and
+split slicing on a tiny dataset that TFDS prepares here (array_record, Tensor features: the
+Image feature's encoder needs TensorFlow, a uint8 Tensor does not)."""
 
 import socket
 import time
@@ -101,3 +103,61 @@ def test_host_probe_on_local_sockets():
     server.close()
   # Nothing listens there any more.
   assert not cifar10._host_reachable(("127.0.0.1", port), timeout=2.0)
+
+
+TRAIN_N, TEST_N = 31, 13  # no .5 in any slice below, so TFDS's rounding is not in question
+
+
+@pytest.fixture(scope="module")
+def sliceable(tmp_path_factory):
+  """A prepared 3-class TFDS dataset whose pixel value is the example's id (train 0..30,
+  test 100..112), so every selected row can be named."""
+
+  class LwiSlicingCheck(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
+          "label": tfds.features.ClassLabel(names=["a", "b", "c"])}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(0, TRAIN_N),
+              "test": self._generate_examples(100, TEST_N)}
+
+    def _generate_examples(self, start, n):
+      for i in range(start, start + n):
+        yield str(i), {"image": np.full((8, 8, 1), i, np.uint8), "label": i % 3}
+
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  LwiSlicingCheck(data_dir=data_dir, file_format="array_record").download_and_prepare()
+  return data_dir
+
+
+def _ids(split):
+  return split.inputs[:, 0, 0, 0].astype(int).tolist()
+
+
+@pytest.mark.parametrize("train_split,test_split,train_rows,test_rows", [
+    ("train[:90%]", "test[10%:]", slice(0, 28), slice(1, TEST_N)),  # round(27.9), round(1.3)
+    ("train[3:-2]", "test[:40%]", slice(3, TRAIN_N - 2), slice(0, 5)),  # round(5.2)
+])
+def test_tfds_images_split_slicing_selects_the_rows(sliceable, train_split, test_split,
+                                                    train_rows, test_rows):
+  name = "lwi_slicing_check"
+  # TFDS stores a split shuffled by key; a slice is of that stored order, read here unsliced
+  full = {s: [int(src[i]["image"][0, 0, 0]) for i in range(len(src))] for s, src in zip(
+      ("train", "test"), tfds.data_source(name, split=["train", "test"], data_dir=sliceable))}
+  assert sorted(full["train"]) == list(range(TRAIN_N))
+  cfg = ml_collections.ConfigDict(dict(
+      name="tfds_images", tfds_name=name, train_split=train_split, test_split=test_split,
+      tfds_data_dir=sliceable, download=False, image_key="image", label_key="label",
+      validation_fraction=0.2, split_seed=0, train_per_class=0, test_per_class=0))
+  data = data_lib.load_dataset(cfg)
+  assert data.class_names == ("a", "b", "c")
+  want_train, want_test = full["train"][train_rows], full["test"][test_rows]
+  assert len(data.train) + len(data.validation) == len(want_train)
+  assert sorted(_ids(data.train) + _ids(data.validation)) == sorted(want_train)
+  assert _ids(data.test) == want_test  # the test split is taken as TFDS gives it, in order
+  for split in (data.train, data.validation, data.test):
+    np.testing.assert_array_equal(split.labels, np.asarray(_ids(split)) % 3)

@@ -17,12 +17,15 @@ Finding the files is image_scan.py; turning a picture into an array is image_con
   splits    layout 'class': the test split (data.test_fraction) and then the validation split
             (data.validation_fraction) carved per class, seeded by data.split_seed; layout
             'split': the folders' splits, validation carved from train unless a val folder
-            exists. Which file went where is written to a manifest beside the cache.
+            exists. Which file went where is the data's split manifest (split_manifest.py;
+            the study writes it to the workdir); data.split_manifest=<that file> reuses it
+            exactly instead of carving one.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import hashlib
 import io
 import json
@@ -30,7 +33,7 @@ import os
 
 import numpy as np
 
-from lwi_jax.data import image_convert, image_report, image_scan, splits
+from lwi_jax.data import image_convert, image_report, image_scan, split_manifest, splits
 from lwi_jax.data.errors import DataError
 from lwi_jax.data.types import ClassificationData, Split
 from lwi_jax.runtime import console, io_utils
@@ -179,11 +182,10 @@ def _subset(split: Split, per_class: int, seed: int) -> Split:
       else split
 
 
-def _split_data(cfg, arrays: dict, names: tuple[str, ...], layout: str) -> tuple:
-  """(ClassificationData, index arrays per split into the decoded rows) by the layout's rule."""
-  x, y, code = arrays["images"], arrays["labels"], arrays["split"]
-  rows = np.arange(len(y))
-  whole = Split(rows, y)  # rows stand in for images: the indices give the manifest too
+def _carve(cfg, arrays: dict, names: tuple[str, ...], layout: str) -> dict[str, np.ndarray]:
+  """Row indices of the decoded examples per split, by the layout's rule (module docstring)."""
+  y, code = arrays["labels"], arrays["split"]
+  whole = Split(np.arange(len(y)), y)  # rows stand in for images: the indices are the split
   if layout == "class":
     keep, test = splits.stratified_split(y, float(cfg.test_fraction), int(cfg.split_seed))
     pool, test_split = whole.take(keep), whole.take(test)
@@ -196,9 +198,33 @@ def _split_data(cfg, arrays: dict, names: tuple[str, ...], layout: str) -> tuple
         test=_subset(test_split, cfg.test_per_class, cfg.split_seed + 1), class_names=names)
   else:
     data = splits.with_validation_split(pool, test_split, names, cfg)
-  index = {s: getattr(data, s).inputs for s in ("train", "validation", "test")}
-  images = {s: Split(x[i], getattr(data, s).labels) for s, i in index.items()}
-  return ClassificationData(class_names=names, **images), index
+  return {s: getattr(data, s).inputs for s in split_manifest.SPLITS}
+
+
+def _rule(cfg, arrays: dict, layout: str) -> dict:
+  """How `_carve` split the data: the fields it read (the manifest's `rule`)."""
+  rule = {"split_seed": int(cfg.split_seed), "train_per_class": int(cfg.train_per_class),
+          "test_per_class": int(cfg.test_per_class)}
+  if layout == "class":
+    rule["test_fraction"] = float(cfg.test_fraction)
+  if layout == "class" or not (arrays["split"] == 2).any():
+    rule["validation_fraction"] = float(cfg.validation_fraction)
+  else:
+    rule["validation"] = "the folder's validation split"
+  return rule
+
+
+def _split(cfg, arrays: dict, scan: image_scan.Scan) -> tuple[dict, dict, dict]:
+  """(row indices per split, rule, facts for info): carved, or read from data.split_manifest."""
+  given = cfg.get("split_manifest", "")  # '' (or absent, in configs made before it) = carve
+  if not given:
+    return _carve(cfg, arrays, scan.class_names, scan.layout), _rule(cfg, arrays, scan.layout), {}
+  given = os.path.abspath(os.path.expanduser(given))
+  manifest = split_manifest.read(given)
+  index, unlisted = split_manifest.select(manifest, given, "image_folder", scan.layout,
+                                          scan.class_names, arrays["paths"], arrays["labels"])
+  return index, manifest["rule"], {"split_manifest_reused": given, "unlisted": len(unlisted),
+                                   "unlisted_examples": unlisted[:5]}
 
 
 def load_image_folder(cfg) -> ClassificationData:
@@ -206,30 +232,33 @@ def load_image_folder(cfg) -> ClassificationData:
 
   Args:
     cfg: config.data with root, layout, channels, image_size, skip_bad_images, cache_dir,
-      test_fraction, validation_fraction, split_seed, train_per_class, test_per_class.
+      test_fraction, validation_fraction, split_seed, train_per_class, test_per_class and
+      optionally split_manifest.
 
   Returns:
     uint8 NHWC images and their labels; `info` holds per-class counts, what was skipped and
-    why, the cache and manifest paths and the training split's pixel statistics.
+    why, the cache path and the training split's pixel statistics; `split_manifest` lists
+    which file went to which split.
   """
   image_convert.check_options(int(cfg.channels), int(cfg.image_size))
   root = os.path.abspath(os.path.expanduser(cfg.root))
   scan = image_scan.scan(root, cfg.layout)
   arrays, folder, reused = decoded(cfg, scan, root)
-  data, index = _split_data(cfg, arrays, scan.class_names, scan.layout)
-  manifest = {s: [str(p) for p in arrays["paths"][i]] for s, i in index.items()}
-  key = hashlib.sha256(json.dumps(manifest).encode()).hexdigest()[:16]
-  manifest_path = os.path.join(folder, f"manifest_{key}.json")
-  if not os.path.exists(manifest_path):
-    io_utils.atomic_write_json(manifest_path, {"root": root, "layout": scan.layout,
-                                               "class_names": scan.class_names, **manifest})
+  index, rule, split_info = _split(cfg, arrays, scan)
+  x, y = arrays["images"], arrays["labels"]
+  data = ClassificationData(class_names=scan.class_names,
+                            **{s: Split(x[i], y[i]) for s, i in index.items()})
+  manifest = split_manifest.build(
+      "image_folder", root, scan.layout, scan.class_names,
+      {s: [(arrays["paths"][j], scan.class_names[y[j]]) for j in i] for s, i in index.items()},
+      rule)
   bad = json.loads(arrays["bad"])
   skipped = {k: len(v) for k, v in scan.skipped.items() if v}
   if bad:
     skipped["unreadable"] = len(bad)
   info = {"source": "image_folder", "root": root, "layout": scan.layout,
           "image_shape": list(data.train.inputs.shape[1:]), "cache": folder,
-          "cache_reused": reused, "manifest": manifest_path, "skipped": skipped,
+          "cache_reused": reused, "skipped": skipped,
           "skipped_examples": {k: v[:5] for k, v in scan.skipped.items() if v},
-          "unreadable": [p for p, _ in bad][:20]}
-  return image_report.with_image_info(data, info)
+          "unreadable": [p for p, _ in bad][:20], **split_info}
+  return dataclasses.replace(image_report.with_image_info(data, info), split_manifest=manifest)

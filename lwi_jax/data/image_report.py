@@ -45,8 +45,11 @@ def summary_lines(info: dict, class_names) -> list[str]:
   for c, name in enumerate(class_names):
     lines.append(f"  {str(name)[:20]:<20s} {counts['train'][c]:>7d} "
                  f"{counts['validation'][c]:>10d} {counts['test'][c]:>7d}")
-  if "manifest" in info:
-    lines.append(f"  split manifest: {info['manifest']}")
+  if info.get("split_manifest_reused"):
+    lines.append(f"  split reused from {info['split_manifest_reused']} (data.split_manifest; "
+                 "data.split_seed and the fractions are not used)"
+                 + (f"; {info['unlisted']} file(s) in data.root not listed there, ignored "
+                    f"(e.g. {info['unlisted_examples'][:3]})" if info["unlisted"] else ""))
   if info.get("skipped"):
     lines.append("  skipped: " + ", ".join(f"{n} {k.replace('_', ' ')}"
                                            for k, n in info["skipped"].items())

@@ -83,7 +83,8 @@ def split_rows(labels: np.ndarray, cfg, check=lambda rows: None) -> dict[str, np
 
 def make_tabular_data(table: tabular_table.RawTable, label_column: str, cfg,
                       info: dict | None = None) -> ClassificationData:
-  """Steps 1-4 of the module docstring on an already read table."""
+  """Steps 1-4 of the module docstring on an already read table, which it consumes (numeric
+  columns' text is dropped as they are parsed, the rest once the features are built)."""
   path = table.path
   if label_column not in table.header:
     raise DataError(f"{path}:1: label column {label_column!r} not in the header "
@@ -95,7 +96,7 @@ def make_tabular_data(table: tabular_table.RawTable, label_column: str, cfg,
   if no_label.any():
     table = table.take(np.flatnonzero(~no_label))
   label_strings, warnings, merged = _label_spellings(
-      table.columns[label_column], label_column, bool(cfg.get("merge_label_variants", False)))
+      table.strings(label_column), label_column, bool(cfg.get("merge_label_variants", False)))
   if dropped_lines.size:
     shown = ", ".join(map(str, dropped_lines[:5])) + (" ..." if dropped_lines.size > 5 else "")
     warnings.insert(0, f"{dropped_lines.size} of {rows_read} rows have no label (a value of "
@@ -104,20 +105,30 @@ def make_tabular_data(table: tabular_table.RawTable, label_column: str, cfg,
   if len(class_names) < 2:
     raise DataError(f"{path}: column {label_column!r} has only the class {class_names}; a "
                     "classification needs at least 2 classes")
-  kinds, numbers, unusable = tabular_table.detect_kinds(table, label_column, cfg)
+  # consume: the table is this function's (load_table_file keeps no reference to it)
+  kinds, numbers, unusable, missing = tabular_table.detect_kinds(table, label_column, cfg,
+                                                                 consume=True)
   index = {name: i for i, name in enumerate(class_names)}
   labels = np.fromiter((index[s] for s in label_strings), np.int32, count=len(table))
+  del label_strings
   counts = np.bincount(labels, minlength=len(class_names))
+  lines, n_rows = table.lines, len(table)
   splits = split_rows(labels, cfg, lambda rows: _check_class_sizes(
-      path, label_column, class_names, labels[rows], table.lines[rows],
+      path, label_column, class_names, labels[rows], lines[rows],
       float(cfg.get("test_fraction", 0.2)), float(cfg.validation_fraction)))
 
-  strings = {c: table.columns[c] for c in kinds}
-  missing = {c: tabular_table.missing_mask(table.columns[c], missing_values) for c in kinds}
+  strings = {c: table.strings(c) for c, kind in kinds.items() if kind == "categorical"}
+  # The string columns are not needed any more: a million-row file's text is freed before the
+  # feature matrix is built (when the caller passed the table without keeping it).
+  del table
+  tabular_table.release_freed_memory()
   transform = tabular_features.fit(kinds, numbers, strings, missing, splits["train"],
                                    int(cfg.get("max_categories", 50)))
-  take = lambda r: Split(_finite(transform, transform.transform(numbers, strings, missing, r),
-                                 path, table.lines[r]), labels[r])
+  def take(r):
+    x = _finite(transform, transform.transform(numbers, strings, missing, r), path, lines[r])
+    tabular_table.release_freed_memory()  # the one-hot lookups' pyarrow buffers
+    return Split(x, labels[r])
+
   kept = np.bincount(labels[np.concatenate(list(splits.values()))], minlength=len(class_names))
   if cfg.get("balance", False) and kept.sum() < BALANCE_WARN_SHARE * counts.sum():
     warnings.append(f"data.balance=True uses {kept.sum()} of {counts.sum()} labelled rows "
@@ -125,7 +136,7 @@ def make_tabular_data(table: tabular_table.RawTable, label_column: str, cfg,
                     f"smallest one's {counts.min()} rows (data.balance=False keeps every row)")
   info = dict(info or {})
   info.update({
-      "path": os.path.abspath(path), "rows": len(table), "rows_read": rows_read,
+      "path": os.path.abspath(path), "rows": n_rows, "rows_read": rows_read,
       "dropped_missing_label": int(dropped_lines.size), "merged_label_variants": merged,
       "rows_used_per_class": {n: int(k) for n, k in zip(class_names, kept)},
       "warnings": warnings,
@@ -160,9 +171,10 @@ def _label_spellings(labels: np.ndarray, label_column: str, merge: bool
 
 def _finite(transform, x: np.ndarray, path: str, lines: np.ndarray) -> np.ndarray:
   """The features, or a DataError naming the first column with a non-finite value."""
-  bad = ~np.isfinite(x)
-  if bad.any():
-    row, col = np.argwhere(bad)[0]
+  # A float64 column sum of float32 values is non-finite exactly when a value is (float32's
+  # largest times a billion rows is still finite in float64): no [N, F] mask for a large table.
+  if not np.isfinite(x.sum(axis=0, dtype=np.float64)).all():
+    row, col = np.argwhere(~np.isfinite(x))[0]
     raise DataError(f"{path}:{lines[row]}: feature {transform.feature_names[col]!r} is not finite "
                     "in float32 after standardisation (a value far outside the training rows' "
                     "range); fix or remove the value, or list it in data.missing_values")
@@ -170,10 +182,10 @@ def _finite(transform, x: np.ndarray, path: str, lines: np.ndarray) -> np.ndarra
 
 
 def load_table_file(cfg, path: str, label_column: str, source: str) -> ClassificationData:
-  table = tabular_table.read_table(path, cfg.get("delimiter", ","),
-                                   cfg.get("encoding", "utf-8-sig"),
-                                   bool(cfg.get("multiline_fields", False)))
-  return make_tabular_data(table, label_column, cfg, {"source": source})
+  return make_tabular_data(  # not kept here: make_tabular_data frees the strings when done
+      tabular_table.read_table(path, cfg.get("delimiter", ","), cfg.get("encoding", "utf-8-sig"),
+                               bool(cfg.get("multiline_fields", False))),
+      label_column, cfg, {"source": source})
 
 
 def load_tabular_csv(cfg) -> ClassificationData:

@@ -1,11 +1,13 @@
-"""Reading a tabular CSV into typed columns: the label, numeric columns, categorical columns.
+"""A read table's columns typed: the label, numeric columns, categorical columns.
 
-Separate from the text CSV reader (csv_source.py) because a table has many feature columns
-whose kinds must be decided, and its values become floats, not token ids.
+The file is read by tabular_read.py (pyarrow, with this project's strict checks); the kinds are
+decided here, by the rules below, never by pyarrow's type inference. Separate from the text CSV
+reader (csv_source.py) because a table has many feature columns whose kinds must be decided,
+and its values become floats, not token ids.
 
 Column kinds (`detect_kinds`): a column is numeric when every non-missing value parses as a
 finite number, categorical otherwise, unless the config says so (data.numeric_columns /
-data.categorical_columns). A column whose values are nearly all numbers (>= 90%) but not all
+data.categorical_columns). A column whose values are mostly numbers (NUMERIC_LOOKING) but not all
 is almost certainly a typo in a numeric column, not a category: that is an error naming the
 file, line and column, never a silent switch to one category per distinct number.
 Missing values are the strings in data.missing_values ('' always counts); a column with no
@@ -14,17 +16,18 @@ value at all is unusable and dropped (listed in info['unusable_columns']).
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import gzip
-import io
-import os
 import re
 from typing import Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lwi_jax.data.errors import DataError
+from lwi_jax.data.tabular_read import RawTable, read_table, release_freed_memory
+
+__all__ = ["RawTable", "read_table", "release_freed_memory", "detect_kinds", "missing_mask",
+           "parse_numbers"]
 
 DEFAULT_MISSING = ("", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 # A column this numeric-looking (share of its values that are numbers or look like numbers:
@@ -32,93 +35,13 @@ DEFAULT_MISSING = ("", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 NUMERIC_LOOKING = 0.5
 
 
-@dataclasses.dataclass(frozen=True)
-class RawTable:
-  """Every data row of the file as stripped strings, with the file line each row ends on."""
-
-  path: str
-  header: tuple[str, ...]
-  columns: dict  # name -> np.ndarray of str (object), one entry per row
-  lines: np.ndarray  # [N] int, 1-based line number of each row in the file
-
-  def __len__(self) -> int:
-    return int(self.lines.shape[0])
-
-  def take(self, rows: np.ndarray) -> "RawTable":
-    return RawTable(self.path, self.header, {k: v[rows] for k, v in self.columns.items()},
-                    self.lines[rows])
-
-
-def _open_text(path: str, encoding: str):
-  if path.endswith(".gz"):
-    return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding, newline="")
-  return open(path, encoding=encoding, newline="")
-
-
-def _quote_error(path: str, start: int, why: str) -> DataError:
-  return DataError(f"{path}:{start}: a quoted field opens on this line and {why}; a field "
-                   'with quotes inside is written "O""Brien" (quoted, inner quotes doubled). If '
-                   "the file's fields really hold line breaks, set data.multiline_fields=True")
-
-
-def read_table(path: str, delimiter: str = ",", encoding: str = "utf-8-sig",
-               multiline: bool = False) -> RawTable:
-  """Reads a CSV (optionally .gz) with a header row; DataErrors name the file and line.
-
-  A quoted field that runs over a line break is an error naming the line where its quote
-  opened (`multiline`=False, the default): a stray quote would otherwise swallow every row up
-  to the next quote into one field, and the study would train on fewer rows without a word.
-  """
-  if not path:
-    raise DataError("data.path is empty: set it to a CSV file with a header row "
-                    "(--config.data.path=...)")
-  if not os.path.isfile(path):
-    raise DataError(f"data.path={path!r}: no such file")
-  if len(delimiter) != 1:
-    raise DataError(f"data.delimiter={delimiter!r} must be one character (',' ';' '\\t' ...)")
-  rows, lines = [], []
-  start = 1
-  try:
-    with _open_text(path, encoding) as f:
-      reader = csv.reader(f, delimiter=delimiter, strict=True)
-      header = next(reader, None)
-      if not header:
-        raise DataError(f"{path}: the file is empty (expected a header row)")
-      header = tuple(h.strip() for h in header)
-      empty = [i + 1 for i, h in enumerate(header) if not h]
-      if empty:
-        raise DataError(f"{path}:1: header field(s) {empty} are empty; every column needs a name")
-      dupes = sorted({h for h in header if header.count(h) > 1})
-      if dupes:
-        raise DataError(f"{path}:1: duplicate column name(s) {dupes} in the header")
-      start = reader.line_num + 1
-      for row in reader:
-        if reader.line_num > start and not multiline:
-          raise _quote_error(path, start, f"runs on to line {reader.line_num}")
-        if not row or (len(row) == 1 and not row[0].strip()):
-          start = reader.line_num + 1
-          continue  # blank line
-        if len(row) != len(header):
-          raise DataError(f"{path}:{reader.line_num}: {len(row)} fields, but the header has "
-                          f"{len(header)} (data.delimiter={delimiter!r})")
-        rows.append([v.strip() for v in row])
-        lines.append(reader.line_num)
-        start = reader.line_num + 1
-  except UnicodeDecodeError as e:
-    raise DataError(f"{path}: not readable as {encoding} ({e}); set data.encoding") from e
-  except csv.Error as e:
-    raise _quote_error(path, start, f"is not closed properly ({e})") from e
-  except (OSError, EOFError) as e:
-    raise DataError(f"{path}: unreadable CSV ({e})") from e
-  if not rows:
-    raise DataError(f"{path}: the file has a header but no data rows")
-  values = np.asarray(rows, dtype=object)
-  columns = {name: values[:, j] for j, name in enumerate(header)}
-  return RawTable(path, header, columns, np.asarray(lines, np.int64))
-
-
-def missing_mask(values: np.ndarray, missing_values: Sequence[str]) -> np.ndarray:
-  tokens = set(missing_values) | {""}
+def missing_mask(values, missing_values: Sequence[str]) -> np.ndarray:
+  """Rows whose value (a column of a RawTable, or an array of str) is a missing-value token."""
+  tokens = sorted(set(missing_values) | {""})
+  if isinstance(values, (pa.Array, pa.ChunkedArray)):
+    found = pc.is_in(values, value_set=pa.array(tokens, pa.string()))
+    return np.asarray(found.to_numpy(zero_copy_only=False), bool)
+  tokens = set(tokens)
   return np.fromiter((v in tokens for v in values), bool, count=values.shape[0])
 
 
@@ -150,22 +73,58 @@ def _parse_one(v: str, decimal: str) -> float:
   raise ValueError(v)
 
 
-def parse_numbers(values: np.ndarray, missing: np.ndarray, decimal: str = "."
-                  ) -> tuple[np.ndarray, np.ndarray]:
-  """(floats with NaN where missing, mask of non-missing values that are not finite numbers)."""
+def _parse_values(values: np.ndarray, decimal: str) -> tuple[np.ndarray, np.ndarray]:
+  """(floats, not-a-number mask) of non-missing values: all at once when every one is a plain
+  number, else one by one under the rule above."""
   out = np.full(values.shape[0], np.nan, np.float64)
   bad = np.zeros(values.shape[0], bool)
-  present = np.flatnonzero(~missing)
   try:
     if decimal != ".":
       raise ValueError("decimal comma: every value goes through _parse_one")
-    out[present] = values[present].astype(np.float64)
+    out[:] = values.astype(np.float64)
   except ValueError:
-    for i in present:
+    for i, v in enumerate(values):
       try:
-        out[i] = _parse_one(values[i], decimal)
+        out[i] = _parse_one(v, decimal)
       except ValueError:
         bad[i] = True
+  return out, bad
+
+
+def parse_numbers(values, missing: np.ndarray, decimal: str = "."
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """(floats with NaN where missing, mask of non-missing values that are not finite numbers).
+
+  `values`: a RawTable column (pyarrow) or an array of str. A pyarrow column of plain numbers
+  is cast by pyarrow (correctly rounded, as float() is; it accepts no string float() refuses);
+  otherwise each DISTINCT value is parsed once, which gives every row the result it would get
+  alone and costs the number of distinct values, not of rows.
+  """
+  n = len(values)
+  out = np.full(n, np.nan, np.float64)
+  bad = np.zeros(n, bool)
+  present = np.flatnonzero(~missing)
+  if isinstance(values, (pa.Array, pa.ChunkedArray)):
+    if decimal == ".":
+      try:
+        cast = pc.cast(values.take(pa.array(present, pa.int64())), pa.float64())
+        out[present] = np.asarray(cast.to_numpy(zero_copy_only=False), np.float64)
+      except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+      else:
+        bad[present] = ~np.isfinite(out[present])
+        out[bad] = np.nan
+        return out, bad
+    encoded = pc.dictionary_encode(values.combine_chunks() if isinstance(values, pa.ChunkedArray)
+                                   else values)
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
+    index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+  else:
+    distinct, index = np.unique(np.asarray(values, dtype=object), return_inverse=True)
+  used = np.unique(index[present])
+  parsed, unparsed = _parse_values(distinct[used], decimal)
+  where = np.searchsorted(used, index[present])
+  out[present], bad[present] = parsed[where], unparsed[where]
   bad[present] |= ~np.isfinite(out[present]) & ~bad[present]
   out[bad] = np.nan
   return out, bad
@@ -200,11 +159,16 @@ def _check_names(table: RawTable, names: Sequence[str], field: str) -> None:
                     f"the header {list(table.header)}")
 
 
-def detect_kinds(table: RawTable, label_column: str, cfg) -> tuple[dict, dict, list[str]]:
-  """(kinds {column: 'numeric'|'categorical'}, parsed numeric columns, unusable columns).
+def detect_kinds(table: RawTable, label_column: str, cfg, consume: bool = False
+                 ) -> tuple[dict, dict, list[str], dict]:
+  """(kinds {column: 'numeric'|'categorical'}, parsed numeric columns, unusable columns,
+  missing-value masks of the kinds' columns).
 
   Feature columns: data.feature_columns if given, else every column but the label and
-  data.ignore_columns. Columns kept in header order.
+  data.ignore_columns. Columns kept in header order. consume=True drops a numeric column's
+  strings from `table` as soon as it is parsed (for a caller that owns the table and needs only
+  the numbers after this): the floats then replace the text instead of joining it, which is
+  what keeps a large CSV's load near the file's size.
   """
   numeric_cfg = list(cfg.get("numeric_columns", ()) or ())
   categorical_cfg = list(cfg.get("categorical_columns", ()) or ())
@@ -222,26 +186,31 @@ def detect_kinds(table: RawTable, label_column: str, cfg) -> tuple[dict, dict, l
   features = chosen or [c for c in table.header if c != label_column and c not in ignore]
   missing_values = tuple(cfg.get("missing_values", DEFAULT_MISSING))
   decimal = check_decimal(cfg)
-  kinds, numbers, unusable = {}, {}, []
+  kinds, numbers, unusable, masks = {}, {}, [], {}
   for col in features:
-    values = table.columns[col]
-    missing = missing_mask(values, missing_values)
+    missing = missing_mask(table.columns[col], missing_values)
     if missing.all():
       unusable.append(col)
       continue
+    masks[col] = missing
     if col in categorical_cfg:
       kinds[col] = "categorical"
       continue
-    parsed, bad = parse_numbers(values, missing, decimal)
+    parsed, bad = parse_numbers(table.columns[col], missing, decimal)
     n_present, n_bad = int((~missing).sum()), int(bad.sum())
     if n_bad == 0:
       kinds[col], numbers[col] = "numeric", parsed
+      if consume:
+        del table.columns[col]
+        release_freed_memory()
       continue
     declared = col in numeric_cfg
     bad_rows = np.flatnonzero(bad)
-    number_like = sum(bool(_NUMBER_LIKE.match(values[i])) for i in bad_rows)
+    distinct, index = table.distinct(col)
+    bad_values, count = np.unique(index[bad_rows], return_counts=True)
+    number_like = sum(int(k) for v, k in zip(distinct[bad_values], count) if _NUMBER_LIKE.match(v))
     if declared or n_present - n_bad + number_like >= NUMERIC_LOOKING * n_present:
-      raise _not_numeric(table, col, values, bad_rows, decimal,
+      raise _not_numeric(table, col, distinct[index], bad_rows, decimal,
                          "declared in data.numeric_columns" if declared else
                          f"{n_present - n_bad + number_like} of its {n_present} values are "
                          "number-like")
@@ -251,7 +220,7 @@ def detect_kinds(table: RawTable, label_column: str, cfg) -> tuple[dict, dict, l
         f"{table.path}:1: no usable feature column: the header has {list(table.header)}, the "
         f"label is {label_column!r}, ignored {ignore}, without any value {unusable}; a table "
         "needs at least one feature column with values")
-  return kinds, numbers, unusable
+  return kinds, numbers, unusable, masks
 
 
 def class_order(labels: Sequence[str]) -> list[str]:

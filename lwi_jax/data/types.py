@@ -48,6 +48,9 @@ class ClassificationData:
   class_names: tuple[str, ...]
   # Free-form facts about the source (path, vocabulary, ...) that end up in results.json.
   info: dict = dataclasses.field(default_factory=dict)
+  # Which named example went to which split (data/split_manifest.py), from sources that name
+  # their examples; the study writes it to the workdir. Not in `info`: it lists every example.
+  split_manifest: dict | None = None
 
   def __post_init__(self):
     c = len(self.class_names)

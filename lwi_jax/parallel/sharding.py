@@ -4,8 +4,15 @@ Members never communicate, so the member axis is embarrassingly parallel. A 1-D 
 'ensemble' holds the devices; member-stacked arrays (train states, hyper-parameters, keys) are
 `NamedSharding(mesh, P('ensemble'))`, the dataset is replicated on every device. Each device runs
 the single-device ensemble program (`ensemble.map_members`, any strategy) on its own E / D
-members through `jax.shard_map`, so the per-device program is exactly the one-device program
-(no collectives, no all-gathers) and results equal the unsharded run.
+members through `jax.shard_map`: no collectives, no all-gathers, but not always the same
+arithmetic as the unsharded run. With train.ensemble_strategy='sequential' every member runs
+through the same one-member program wherever it sits, and the results are bitwise those of one
+device. With 'vmap' (the default) a member is batched with its device-mates, and XLA accumulates
+a batch of E/D members' products in another order than a batch of E: round-off (parameters
+within ~1e-7 after 2 epochs in tests/test_sharding.py), which can flip a few validation examples
+and so move the class weights: issue #25 measured on names (3 seeds, 3 epochs, 2 processes) 6-7
+of 9 members identical and the others differing in up to 0.9% of test predictions; repeated
+runs on the same layout are bitwise identical to each other.
 
 E not divisible by D: the member axis is padded inside the compiled function with copies of the
 last member (at most D - 1 extra members of compute) and the copies are dropped from the

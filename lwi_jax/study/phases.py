@@ -45,6 +45,9 @@ def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
     d.get("train", {}).pop(key, None)
   for key in train_options.CONSOLE_ONLY_FIELDS:
     d.get("train", {}).pop(key, None)
+  # Where a reused split was read from: the split itself is in the data's content hash (a part),
+  # so pinning the split a run carved reuses that run's finished phases.
+  d.get("data", {}).pop("split_manifest", None)
   blob = json.dumps([d, parts], sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

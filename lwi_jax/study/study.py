@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 
 from lwi_jax import data as data_lib
+from lwi_jax.data import split_manifest
 from lwi_jax.member import MemberHParams
 from lwi_jax.parallel import ensemble, sharding
 from lwi_jax.report import markdown, outputs
@@ -39,9 +40,11 @@ from lwi_jax.report import results as results_lib
 from lwi_jax.report.results import OK, SOURCE_NON_FINITE
 from lwi_jax.rules import posthoc as posthoc_lib
 from lwi_jax.rules import scores as scores_lib
-from lwi_jax.runtime import console, run_control
+from lwi_jax.runtime import console, io_utils, run_control
 from lwi_jax.study import checks, memory, phases, train_options, weights_step
 from lwi_jax.study.trainer import Trainer
+
+SPLIT_MANIFEST = "split_manifest.json"  # in the workdir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +120,7 @@ class Study:
   def _run(self) -> dict:
     """Algorithm 1: baseline, scores, then per round weights + retrain + evaluate; compare."""
     seeds = list(self.config.seeds)
+    self._write_split_manifest()
     base_key = self._baseline_key()
     baseline = self._train_baseline(seeds, base_key)                             # 1
     records = self._score_records(self.config.scores, seeds, baseline, base_key)  # 2
@@ -131,6 +135,22 @@ class Study:
                                       f"{m.label} (round {r})", rounds[-1]["status"][i] == OK)
                  for i, m in enumerate(self.specs)}
     return self._compare(baseline, rounds, records, self._posthoc(baseline, rounds))  # 6
+
+  def split_manifest_path(self) -> str | None:
+    """Where the data's split manifest goes (None for sources that do not write one)."""
+    if self.data.split_manifest is None:
+      return None
+    return os.path.join(self.workdir, SPLIT_MANIFEST)
+
+  def _write_split_manifest(self) -> None:
+    """The loaded data's split manifest into the workdir (data sources never see the workdir),
+    so the split can be inspected and reused (data.split_manifest)."""
+    path = self.split_manifest_path()
+    if path is None or not sharding.is_primary():
+      return
+    io_utils.atomic_write_text(path, split_manifest.to_text(self.data.split_manifest))
+    self.log(f"split manifest: {path} (which file went to which split); reuse this split "
+             f"exactly with --config.data.split_manifest={path}")
 
   def _baseline_key(self) -> str:
     """The baseline's fingerprint: the config and the content of what was loaded.
@@ -276,6 +296,8 @@ class Study:
     results = results_lib.assemble_results(self.config, self.data, baseline, rounds, self.specs,
                                            self.clock.wall_seconds(self._phase_keys), posthoc)
     results["dataset"]["content_hash"] = self.data_hash
+    if self.split_manifest_path():
+      results["dataset"]["split_manifest"] = self.split_manifest_path()
     self._attach_score_uncertainty(results, records)
     if not sharding.is_primary():  # one writer: process 0
       return results
