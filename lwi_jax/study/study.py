@@ -10,6 +10,10 @@
 5. evaluate every member on the TEST split;
 6. compare each rule with the baseline, paired by seed (lwi_jax/report).
 `config.rounds` > 1 repeats 2-5 with the newest validation scores of each member.
+Members whose rule says `retrain=head` are retrained in a phase of their own, `head<r>`: all of
+them (every rule and seed) in one more ensemble that starts from their seed's trained baseline
+and trains only the classifier head for `train.head_epochs` epochs; the round's result merges
+both phases (phases.merge), so everything after step 4 sees one round.
 
 Each phase is identified by a fingerprint and saved atomically (lwi_jax/study/phases.py), and
 its training carry is checkpointed every epoch, so running the same command again resumes a
@@ -73,6 +77,7 @@ class Study:
     self.specs = checks.validate_config(config)  # fails before any data is loaded
     self.workdir = os.path.abspath(config.workdir)
     self._trainer = None
+    self._states = {}  # phase name -> trained states, of the phases trained by this process
     self._data = None
     self._data_hash = None
     # Per invocation (run() starts them afresh): the phases this study is made of, their clock.
@@ -147,10 +152,13 @@ class Study:
     return phases.fingerprint(self.config, "baseline", *([vocab] if vocab else []),
                               self.data_hash)
 
-  def _phase(self, name: str, key: str, labels, seeds, rules, make_hparams, extra=None) -> dict:
+  def _phase(self, name: str, key: str, labels, seeds, rules, make_hparams, extra=None,
+             start=None, epochs=None) -> dict:
     """Loads a finished phase, or trains (resuming from its checkpoints) and saves it.
 
-    `extra(states)` adds fields to the saved result (the crossfit phase's out-of-fold scores).
+    `extra(states)` adds fields to the saved result (the crossfit phase's out-of-fold scores);
+    `start()` gives the states to start from (head phases) and `epochs` the phase's epochs
+    (None: initialised from the seeds, train.epochs).
     """
     path = phases.path(self.workdir, name, key)
     self._phase_keys.append(f"{name}-{key}")
@@ -163,7 +171,9 @@ class Study:
     states, hp_end, history = self.trainer.fit(
         name, labels, seeds, hparams,
         checkpoint_dir=os.path.join(self.workdir, "checkpoints", f"{name}-{key}"),
-        tensorboard_dir=os.path.join(self.workdir, "tensorboard", name), on_epoch=self.clock.tick)
+        tensorboard_dir=os.path.join(self.workdir, "tensorboard", name), on_epoch=self.clock.tick,
+        initial_states=None if start is None else start(), epochs=epochs)
+    self._states[name] = states
     result = phases.result(labels, seeds, rules, hparams_start, jax.device_get(hp_end), history,
                            self.trainer.evaluate(states, "validation", len(seeds)),
                            self.trainer.evaluate(states, "test", len(seeds)))
@@ -218,14 +228,14 @@ class Study:
                  scored_by=f"the {k} fold members of seed {s}", finite=bool(ok))
             for s, cm, ok in zip(seeds, phase["out_of_fold_confusion"], fold_ok)]
 
-  def _weights(self, sources: dict[str, ScoreSource]) -> MemberHParams:
-    """Step 3: every member's MemberHParams from its seed's scores, stacked."""
+  def _weights(self, sources: dict[str, ScoreSource], specs, epochs: int) -> MemberHParams:
+    """Step 3: the MemberHParams of `specs` from their seed's scores, stacked."""
     counts, names = self.data.class_counts, self.data.class_names
     hps = []
-    for m in self.specs:
+    for m in specs:
       src = sources[m.label]
       if src.finite:
-        hps.append(m.rule.member_hparams(src.tpr, counts, self.config.train.epochs, names))
+        hps.append(m.rule.member_hparams(src.tpr, counts, epochs, names))
         continue
       # Scores of a diverged member are argmaxes of NaN logits: derive nothing from them.
       self.log(f"weights {m.label}: not derived, its source {src.scored_by} is "
@@ -233,28 +243,61 @@ class Study:
                "excluded")
       hps.append(MemberHParams.uniform(len(counts)))
     grids = {}  # a grid's members: one console line per family (results.json: each member)
-    for m, h in zip(self.specs, hps):
+    for m, h in zip(specs, hps):
       if m.rule.family:
         grids.setdefault(m.rule.family, set()).add(m.rule.label)
       else:
         self.log(f"weights {m.label:<44s} {_fmt_vec(h.class_weights)}"
-                 + (f"  sampling {_fmt_vec(h.sample_weights)}" if bool(h.oversample) else ""))
+                 + (f"  sampling {_fmt_vec(h.sample_weights)}" if bool(h.oversample) else "")
+                 + (f"  logit offsets {_fmt_vec(h.logit_offsets)}"
+                    if np.any(np.asarray(h.logit_offsets) != 0) else ""))
     for family, rules in grids.items():
       self.log(f"weights {family}: a grid of {len(rules)} rules x {len(self.config.seeds)} "
                "seed(s), each member's weights in results.json")
     return ensemble.stack(hps)
 
   def _retrain(self, r: int, sources: dict[str, ScoreSource], base_key: str) -> dict:
-    """Steps 3-5 of round `r`: weights, one retrained ensemble, its validation/test scores."""
-    labels = [m.label for m in self.specs]
-    key = phases.fingerprint(self.config, "round", r, labels, base_key,
-                             self.config.scores.to_dict(), self.data_hash)
-    result = self._phase(f"round{r}", key, labels, [m.seed for m in self.specs],
-                         [m.rule.label for m in self.specs], lambda: self._weights(sources))
+    """Steps 3-5 of round `r`: weights, the retrained ensemble(s), their validation/test scores.
+
+    Full members train in phase `round<r>`, head-only members (retrain=head) in `head<r>`.
+    """
+    full = [i for i, m in enumerate(self.specs) if not m.rule.head_only]
+    head = [i for i, m in enumerate(self.specs) if m.rule.head_only]
+    parts = [(f"{name}{r}", idx, self._members_phase(name, r, idx, sources, base_key))
+             for name, idx in (("round", full), ("head", head)) if idx]
+    result = parts[0][2] if not head else phases.merge(parts, len(self.specs))
     result["scores_used"] = [sources[m.label].tpr for m in self.specs]
     result["status"] = [st if sources[m.label].finite else SOURCE_NON_FINITE
                         for m, st in zip(self.specs, result["status"])]
     return result
+
+  def _members_phase(self, kind: str, r: int, idx: list[int], sources, base_key: str) -> dict:
+    """The phase of round `r` that trains the members `idx` of self.specs: `kind` "round"
+    (full retraining) or "head" (from the baseline, head only, train.head_epochs epochs)."""
+    specs = [self.specs[i] for i in idx]
+    labels = [m.label for m in specs]
+    seeds = [m.seed for m in specs]
+    extra, start, epochs = [], None, None
+    if kind == "head":
+      epochs = int(self.config.train.head_epochs)
+      extra = [{k: self.config.train[k] for k in phases.HEAD_FIELDS}]
+
+      def start():
+        return self.trainer.head_states(self._baseline_states(base_key),
+                                        list(self.config.seeds), seeds)
+    key = phases.fingerprint(self.config, kind, r, labels, base_key,
+                             self.config.scores.to_dict(), self.data_hash, *extra)
+    return self._phase(f"{kind}{r}", key, labels, seeds, [m.rule.label for m in specs],
+                       lambda: self._weights(sources, specs, epochs or self.config.train.epochs),
+                       start=start, epochs=epochs)
+
+  def _baseline_states(self, base_key: str):
+    """The trained baseline members (in memory, or from the baseline's last checkpoint)."""
+    if "baseline" not in self._states:
+      self._states["baseline"] = self.trainer.restore_states(
+          os.path.join(self.workdir, "checkpoints", f"baseline-{base_key}"),
+          list(self.config.seeds), "config.rules retrain=head")
+    return self._states["baseline"]
 
   def _compare(self, baseline: dict, rounds: list[dict], records: list[dict]) -> dict:
     """Step 6: every rule against its seed's baseline; the outputs (process 0 writes them)."""
