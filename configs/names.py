@@ -79,7 +79,11 @@ def get_config(preset: str = "names") -> ml_collections.ConfigDict:
 
   # Members = rules x seeds. A rule is "name" or "name:hparam=value,...". No "uniform": the
   # baseline already is the unweighted member of each seed (a uniform retrain repeats it).
-  config.rules = ("inverse_tpr:gamma=1", "class_difficulty:tau=1", "focal:gamma=2")
+  # Beside full retraining with weights, the cheap competitors: the same weights on the
+  # classifier head only (retrain=head, train.head_epochs from the baseline) and the same
+  # scores as logit offsets in the loss (logit_tpr): is retraining worth it?
+  config.rules = ("inverse_tpr:gamma=1", "class_difficulty:tau=1", "focal:gamma=2",
+                  "inverse_tpr:gamma=1,retrain=head", "logit_tpr:gamma=1")
   config.seeds = (0,)
 
   if preset == "study":
@@ -88,7 +92,9 @@ def get_config(preset: str = "names") -> ml_collections.ConfigDict:
     config.rules = ("uniform", "inverse_tpr:gamma=0.5", "inverse_tpr:gamma=1",
                     "inverse_tpr:gamma=2", "class_difficulty:tau=1",
                     "effective_number:beta=0.999", "focal:gamma=2", "drw:gamma=1,start=0.5",
-                    "oversample:gamma=1", "group_dro:eta=0.01", "dynamic_difficulty:tau=1")
+                    "oversample:gamma=1", "group_dro:eta=0.01", "dynamic_difficulty:tau=1",
+                    "inverse_tpr:gamma=1,retrain=head", "logit_tpr:gamma=1",
+                    "online_eg:eta=0.1,every=10")
     config.seeds = (0, 1, 2)
     config.workdir = "runs/names_study"
   if preset == "csv":
