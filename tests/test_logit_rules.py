@@ -78,15 +78,15 @@ def test_logit_tpr_offsets_and_optional_weights():
   np.testing.assert_allclose(hp.logit_offsets, 2 * np.log(clipped / clipped.mean()), rtol=1e-5)
   np.testing.assert_array_equal(hp.class_weights, np.ones(3))
   both = members.parse_rule("logit_tpr:gamma=1,weight=1").member_hparams(s, counts, 4)
-  np.testing.assert_allclose(both.class_weights, weighting.compute_weights("inverse_tpr", s, counts),
-                             rtol=1e-6)
+  np.testing.assert_allclose(both.class_weights,
+                             weighting.compute_weights("inverse_tpr", s, counts), rtol=1e-6)
   online = members.parse_rule("online_eg:eta=0.3,every=4").member_hparams(s, counts, 4)
   assert float(online.online_eta) == pytest.approx(0.3) and int(online.online_every) == 4
   np.testing.assert_array_equal(online.logit_offsets, np.zeros(3))
 
 
 def _numpy_eg(offsets, fnr, present, eta):
-  """The paper's step λ ← λ·exp(η·FNR) on λ = exp(-b), float64, normalised to mean log λ = 0."""
+  """The paper's step λ ← λ·exp(η·FNR) on λ = exp(-b), float64, with mean log λ = 0."""
   lam = np.exp(-offsets.astype(np.float64)) * np.exp(np.where(present, eta * fnr, 0.0))
   log_lam = np.log(lam)
   return -(log_lam - log_lam.mean())

@@ -172,7 +172,7 @@ class Study:
         name, labels, seeds, hparams,
         checkpoint_dir=os.path.join(self.workdir, "checkpoints", f"{name}-{key}"),
         tensorboard_dir=os.path.join(self.workdir, "tensorboard", name), on_epoch=self.clock.tick,
-        initial_states=None if start is None else start(), epochs=epochs)
+        **({} if start is None else {"initial_states": start(), "epochs": epochs}))
     self._states[name] = states
     result = phases.result(labels, seeds, rules, hparams_start, jax.device_get(hp_end), history,
                            self.trainer.evaluate(states, "validation", len(seeds)),
@@ -277,14 +277,11 @@ class Study:
     specs = [self.specs[i] for i in idx]
     labels = [m.label for m in specs]
     seeds = [m.seed for m in specs]
-    extra, start, epochs = [], None, None
-    if kind == "head":
-      epochs = int(self.config.train.head_epochs)
-      extra = [{k: self.config.train[k] for k in phases.HEAD_FIELDS}]
-
-      def start():
-        return self.trainer.head_states(self._baseline_states(base_key),
-                                        list(self.config.seeds), seeds)
+    head = kind == "head"
+    epochs = int(self.config.train.head_epochs) if head else None
+    extra = [{k: self.config.train[k] for k in phases.HEAD_FIELDS}] if head else []
+    start = (lambda: self.trainer.head_states(self._baseline_states(base_key),
+                                              list(self.config.seeds), seeds)) if head else None
     key = phases.fingerprint(self.config, kind, r, labels, base_key,
                              self.config.scores.to_dict(), self.data_hash, *extra)
     return self._phase(f"{kind}{r}", key, labels, seeds, [m.rule.label for m in specs],
