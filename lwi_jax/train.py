@@ -222,10 +222,16 @@ def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, epoch
   def online(state, hp, i, step_key):
     done = jnp.asarray(epoch, jnp.int32) * steps + i + 1
     due = (hp.online_eta > 0) & (done % jnp.maximum(hp.online_every, 1) == 0)
-    fnr, present = validation_fnr(state, val_inputs, val_labels,
-                                  jax.random.fold_in(step_key, 1), batch_size, num_classes)
-    new = online_eg_update(hp.logit_offsets, fnr, present, hp.online_eta)
-    return hp.replace(logit_offsets=jnp.where(due, new, hp.logit_offsets))
+
+    def update(hp):
+      fnr, present = validation_fnr(state, val_inputs, val_labels,
+                                    jax.random.fold_in(step_key, 1), batch_size, num_classes)
+      return hp.replace(logit_offsets=online_eg_update(hp.logit_offsets, fnr, present,
+                                                       hp.online_eta))
+
+    # vmapped members turn the cond into a select (both sides run); one member at a time
+    # (train.ensemble_strategy='sequential') skips the validation pass between updates
+    return jax.lax.cond(due, update, lambda hp: hp, hp)
 
   def body(carry, xs):
     state, hp, finite = carry
