@@ -1,7 +1,7 @@
 """Name -> country (GB, US, ES, DE, IT) with the ConvLSTM: the embedded default, no download.
 
   python launch.py --config=configs/names.py              # a few minutes on 2 CPU cores
-  python launch.py --config=configs/names.py:study        # the full study: 10 rules x 3 seeds
+  python launch.py --config=configs/names.py:study        # the full study: 14 rules x 3 seeds
   python launch.py --config=configs/names.py:csv --config.data.path=my.csv \
       --config.data.text_column=text --config.data.label_column=label   # your own CSV
 

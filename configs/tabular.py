@@ -1,6 +1,6 @@
 """Tabular data with an MLP: the paper's third discipline. Bundled data, runs offline.
 
-  python launch.py --config=configs/tabular.py             # satimage study: 10 rules x 5 seeds
+  python launch.py --config=configs/tabular.py             # satimage study: 13 rules x 5 seeds
   python launch.py --config=configs/tabular.py:letter      # letter recognition (26 classes)
   python launch.py --config=configs/tabular.py:csv --config.data.path=my.csv \
       --config.data.label_column=label                     # your own table
