@@ -77,7 +77,7 @@ class Study:
     self.specs = checks.validate_config(config)  # fails before any data is loaded
     self.workdir = os.path.abspath(config.workdir)
     self._trainer = None
-    self._states = {}  # phase name -> trained states, of the phases trained by this process
+    self._states = {}  # "baseline" -> its trained states, when this process trained it
     self._data = None
     self._data_hash = None
     # Per invocation (run() starts them afresh): the phases this study is made of, their clock.
@@ -173,7 +173,8 @@ class Study:
         checkpoint_dir=os.path.join(self.workdir, "checkpoints", f"{name}-{key}"),
         tensorboard_dir=os.path.join(self.workdir, "tensorboard", name), on_epoch=self.clock.tick,
         **({} if start is None else {"initial_states": start(), "epochs": epochs}))
-    self._states[name] = states
+    if name == "baseline":  # what head phases start from; other phases' states are let go
+      self._states[name] = states
     result = phases.result(labels, seeds, rules, hparams_start, jax.device_get(hp_end), history,
                            self.trainer.evaluate(states, "validation", len(seeds)),
                            self.trainer.evaluate(states, "test", len(seeds)))
