@@ -94,7 +94,8 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
     # 15-minute goal per member
     config.train.epochs = 16
     config.rules = ("uniform", "inverse_tpr:gamma=0.5", "inverse_tpr:gamma=1",
-                    "oversample:gamma=1", "group_dro:eta=0.01")
+                    "oversample:gamma=1", "group_dro:eta=0.01",
+                    "inverse_tpr:gamma=1,retrain=head", "logit_tpr:gamma=1")
     config.seeds = (0, 1)
   if preset == "smoke":  # seconds: a test of the whole pipeline, not a result
     config.data.train_per_class = 20

@@ -26,6 +26,9 @@ def add_member_execution_fields(train: ml_collections.ConfigDict) -> None:
   train.heartbeat_timeout_seconds = 60  # a silent process is declared dead after this
   train.init_timeout_seconds = 300  # wait this long for every process to connect
   train.eval_every_epoch = True  # validation accuracy per epoch in the history
+  # epochs of head-only retraining (rule option retrain=head): from the seed's trained baseline,
+  # only the classifier head trains (lwi_jax/study/study.py, phase head<r>)
+  train.head_epochs = 2
 
 
 def add_study_fields(config: ml_collections.ConfigDict, test: str = "bootstrap") -> None:

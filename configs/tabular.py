@@ -1,6 +1,6 @@
 """Tabular data with an MLP: the paper's third discipline. Bundled data, runs offline.
 
-  python launch.py --config=configs/tabular.py             # satimage study: 10 rules x 5 seeds
+  python launch.py --config=configs/tabular.py             # satimage study: 13 rules x 5 seeds
   python launch.py --config=configs/tabular.py:letter      # letter recognition (26 classes)
   python launch.py --config=configs/tabular.py:csv --config.data.path=my.csv \
       --config.data.label_column=label                     # your own table
@@ -78,7 +78,8 @@ def get_config(preset: str = "satimage") -> ml_collections.ConfigDict:
   config.rules = ("uniform", "inverse_tpr:gamma=0.5", "inverse_tpr:gamma=1",
                   "inverse_tpr:gamma=2", "class_difficulty:tau=1", "focal:gamma=2",
                   "drw:gamma=1,start=0.5", "oversample:gamma=1", "group_dro:eta=0.01",
-                  "dynamic_difficulty:tau=1")
+                  "dynamic_difficulty:tau=1", "inverse_tpr:gamma=1,retrain=head",
+                  "logit_tpr:gamma=1", "online_eg:eta=0.1,every=10")
   config.seeds = (0, 1, 2, 3, 4)
 
   if preset == "letter":

@@ -1,4 +1,4 @@
-"""Class-weighted softmax cross-entropy and focal loss.
+"""Class-weighted softmax cross-entropy and focal loss, optionally with logit-space offsets.
 
 optax has neither class weights nor a weighted mean, so they are written here once. The
 reduction is PyTorch's `cross_entropy(weight=w)`: sum_i w[y_i] * l_i / sum_i w[y_i], so the loss
@@ -53,6 +53,24 @@ def weighted_cross_entropy(logits, labels, class_weights) -> jax.Array:
 
 def weighted_focal_loss(logits, labels, class_weights, gamma) -> jax.Array:
   return weighted_mean(per_example_focal(logits, labels, gamma), labels, class_weights)
+
+
+def member_loss(logits: jax.Array, labels: jax.Array, class_weights: jax.Array,
+                logit_offsets: jax.Array | None = None, focal_gamma=0.0,
+                label_smoothing: float = 0.0) -> tuple[jax.Array, jax.Array]:
+  """(loss, per-example losses) of one member: the weighted (focal) loss of logits + offsets.
+
+  `logit_offsets` [C] is added to every row of the logits before the softmax, inside the loss
+  only (logit adjustment, Menon et al. 2021): CE(f(x) + b)_y. Offsets b = -log w train towards
+  argmax_y w_y p(y|x) at evaluation, where the raw logits f are used, instead of multiplying the
+  loss by w. Offsets 0 add +0.0 to every logit: the loss is bitwise today's weighted loss.
+  """
+  logits = logits.astype(jnp.float32)
+  if logit_offsets is not None:
+    chex.assert_shape(logit_offsets, logits.shape[-1:])
+    logits = logits + logit_offsets.astype(jnp.float32)[None, :]
+  per_example = per_example_focal(logits, labels, focal_gamma, label_smoothing)
+  return weighted_mean(per_example, labels, class_weights), per_example
 
 
 def per_class_mean(per_example: jax.Array, labels: jax.Array, num_classes: int

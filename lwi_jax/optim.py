@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import optax
 
 
@@ -59,3 +60,17 @@ def make_optimizer(cfg, steps_per_epoch: int, epochs: int) -> optax.GradientTran
   else:
     raise ValueError(f"optimizer.name={cfg.name!r} is not one of {list(OPTIMIZERS)}")
   return tx
+
+
+def make_head_optimizer(cfg, steps_per_epoch: int, epochs: int, head: str
+                        ) -> optax.GradientTransformation:
+  """`make_optimizer` over the parameters under the top-level collection `head` only.
+
+  Every other parameter gets an exactly zero update (optax.set_to_zero: no step, no weight
+  decay, no optimizer state), so x + 0 leaves it bitwise unchanged (head-only retraining).
+  """
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "head" if getattr(path[0], "key", None) == head else "frozen", params)
+  return optax.multi_transform({"head": make_optimizer(cfg, steps_per_epoch, epochs),
+                                "frozen": optax.set_to_zero()}, labels)

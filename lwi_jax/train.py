@@ -41,7 +41,8 @@ def seed_key(seed) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: dict, class_weights: jax.Array, rng: jax.Array,
-               focal_gamma=0.0, label_smoothing: float = 0.0) -> tuple[TrainState, dict]:
+               focal_gamma=0.0, label_smoothing: float = 0.0, logit_offsets=None,
+               freeze_batch_stats=False) -> tuple[TrainState, dict]:
   """One optimizer step of one member on `batch` with loss weights `class_weights` [C].
 
   Args:
@@ -52,10 +53,14 @@ def train_step(state: TrainState, batch: dict, class_weights: jax.Array, rng: ja
     rng: the step's dropout key.
     focal_gamma: focal-loss exponent (0 = weighted cross-entropy).
     label_smoothing: config.train.label_smoothing, the same for every member.
+    logit_offsets: [C] added to the logits inside the loss only (losses.member_loss); None or
+      0 = the plain loss.
+    freeze_batch_stats: bool []; True keeps the BatchNorm running statistics as they were
+      (head-only retraining: the features at evaluation stay the baseline's).
 
   Returns:
-    (new state, metrics): loss, accuracy, and the batch's per-class mean loss and count (what
-    group DRO's weight update needs).
+    (new state, metrics): loss, accuracy (of the raw logits), and the batch's per-class mean
+    loss and count (what group DRO's weight update needs).
   """
   chex.assert_rank(class_weights, 1)
   chex.assert_rank(batch["labels"], 1)
@@ -65,14 +70,15 @@ def train_step(state: TrainState, batch: dict, class_weights: jax.Array, rng: ja
     logits, updates = state.apply_fn(
         {"params": params, "batch_stats": state.batch_stats}, batch["inputs"], train=True,
         rngs={"dropout": rng}, mutable=["batch_stats"])
-    per_example = losses.per_example_focal(logits, batch["labels"], focal_gamma,
-                                           label_smoothing)
-    loss = losses.weighted_mean(per_example, batch["labels"], class_weights)
+    loss, per_example = losses.member_loss(logits, batch["labels"], class_weights,
+                                           logit_offsets, focal_gamma, label_smoothing)
     return loss, (logits, updates, per_example)
 
   (loss, (logits, updates, per_example)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
-  state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", {}))
+  batch_stats = jax.tree.map(lambda old, new: jnp.where(freeze_batch_stats, old, new),
+                             state.batch_stats, updates.get("batch_stats", {}))
+  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
   class_loss, class_count = losses.per_class_mean(per_example, batch["labels"], num_classes)
   return state, {"loss": loss, "accuracy": accuracy, "class_loss": class_loss,
@@ -89,6 +95,33 @@ def group_dro_update(class_weights: jax.Array, class_loss: jax.Array, class_coun
   step = jnp.where(class_count > 0, eta * jax.lax.stop_gradient(class_loss), 0.0)
   q = class_weights * jnp.exp(step - jnp.max(step))
   return jnp.where(eta > 0, q / jnp.mean(q), class_weights)  # exact no-op when off
+
+
+def online_eg_update(logit_offsets: jax.Array, fnr: jax.Array, present: jax.Array, eta
+                     ) -> jax.Array:
+  """One exponentiated-gradient step of the online validation-driven rule (Narasimhan & Menon
+  2021), on the loss's logit offsets b = -log λ.
+
+  λ_c <- λ_c exp(η FNR_c) for the classes present in the validation batch, normalised to
+  mean log λ = 0 (the paper normalises λ to the simplex; the two differ by one constant added
+  to every logit, which the softmax ignores). η = 0 leaves the offsets unchanged.
+  """
+  log_lam = -logit_offsets + jnp.where(present, eta * fnr, 0.0)
+  log_lam = log_lam - jnp.mean(log_lam)
+  return jnp.where(eta > 0, -log_lam, logit_offsets)  # exact no-op when off
+
+
+def validation_fnr(state: TrainState, inputs: jax.Array, labels: jax.Array, key: jax.Array,
+                   batch_size: int, num_classes: int) -> tuple[jax.Array, jax.Array]:
+  """(per-class false-negative rate [C], class present [C]) of one member, in evaluation
+  mode, on min(batch_size, N) validation examples drawn without replacement with `key`."""
+  n = labels.shape[0]
+  idx = jax.random.permutation(key, n)[:min(batch_size, n)]
+  y = labels[idx]
+  correct = (jnp.argmax(predict_logits(state, inputs[idx]), -1) == y).astype(jnp.float32)
+  onehot = jax.nn.one_hot(y, num_classes, dtype=jnp.float32)
+  counts = onehot.sum(0)
+  return 1.0 - (onehot * correct[:, None]).sum(0) / jnp.maximum(counts, 1.0), counts > 0
 
 
 def epoch_key(seed, epoch) -> jax.Array:
@@ -143,7 +176,8 @@ def _report_progress(on_step, i, steps: int) -> None:
 
 
 def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, epoch,
-                inputs: jax.Array, labels: jax.Array, *, batch_size: int,
+                inputs: jax.Array, labels: jax.Array, val_inputs: jax.Array | None = None,
+                val_labels: jax.Array | None = None, *, batch_size: int,
                 augment: str | augment_lib.AugmentSpec, label_smoothing: float = 0.0,
                 on_step=None) -> tuple[TrainState, MemberHParams, dict]:
   """One pass over the (device-resident) training set as a `lax.scan` over batches.
@@ -161,6 +195,11 @@ def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, epoch
     on_step: `on_step(done_steps, every)`, if given, is called on the host during the epoch (a
       progress bar, lwi_jax/runtime/console.py); it reads nothing the step computes, so
       results are unchanged.
+    val_inputs, val_labels: the validation split, given when some member of the phase follows
+      the online rule (hparams.online_eta > 0): after every step whose 1-based number in the
+      run, epoch * steps + i + 1, is a multiple of hparams.online_every, its `logit_offsets`
+      take one `online_eg_update` from `validation_fnr` on a batch drawn with
+      fold_in(step key, 1), a function of (seed, epoch, step) only. None: no online update.
 
   Returns:
     (state, hparams, metrics) after the epoch. Metrics include `finite`: False if any step's
@@ -177,29 +216,45 @@ def train_epoch(state: TrainState, hparams: MemberHParams, key: jax.Array, epoch
   k_order, k_steps = jax.random.split(key)
   order = epoch_order(hparams, k_order, labels, steps, batch_size)
   use_weights = jnp.asarray(epoch) >= hparams.weights_from_epoch
-  xs = (order, jax.random.split(k_steps, steps))
-  if on_step is not None:
-    xs += (jnp.arange(steps),)
+  xs = (order, jax.random.split(k_steps, steps), jnp.arange(steps))
+  num_classes = hparams.class_weights.shape[-1]
+
+  def online(state, hp, i, step_key):
+    done = jnp.asarray(epoch, jnp.int32) * steps + i + 1
+    due = (hp.online_eta > 0) & (done % jnp.maximum(hp.online_every, 1) == 0)
+
+    def update(hp):
+      fnr, present = validation_fnr(state, val_inputs, val_labels,
+                                    jax.random.fold_in(step_key, 1), batch_size, num_classes)
+      return hp.replace(logit_offsets=online_eg_update(hp.logit_offsets, fnr, present,
+                                                       hp.online_eta))
+
+    # vmapped members turn the cond into a select (both sides run); one member at a time
+    # (train.ensemble_strategy='sequential') skips the validation pass between updates
+    return jax.lax.cond(due, update, lambda hp: hp, hp)
 
   def body(carry, xs):
     state, hp, finite = carry
-    idx, step_key = xs[:2]
+    idx, step_key, i = xs
     if on_step is not None:
-      _report_progress(on_step, xs[2], steps)
+      _report_progress(on_step, i, steps)
     k_aug, k_drop = jax.random.split(step_key)
     batch = {"inputs": augment_lib.apply(augment, inputs[idx], k_aug, idx, epoch),
              "labels": labels[idx]}
     weights = jnp.where(use_weights, hp.class_weights, jnp.ones_like(hp.class_weights))
-    state, m = train_step(state, batch, weights, k_drop, hp.focal_gamma, label_smoothing)
+    state, m = train_step(state, batch, weights, k_drop, hp.focal_gamma, label_smoothing,
+                          hp.logit_offsets, hp.freeze_batch_stats)
     hp = hp.replace(class_weights=group_dro_update(
         hp.class_weights, m.pop("class_loss"), m.pop("class_count"), hp.dro_eta))
+    if val_inputs is not None:
+      hp = online(state, hp, i, step_key)
     return (state, hp, finite & jnp.isfinite(m["loss"])), m
 
   (state, hparams, finite), step_metrics = jax.lax.scan(
       body, (state, hparams, jnp.bool_(True)), xs)
   metrics_out = jax.tree.map(jnp.mean, step_metrics)
   metrics_out["finite"] = finite & all_finite((state.params, state.batch_stats,
-                                               hparams.class_weights))
+                                               hparams.class_weights, hparams.logit_offsets))
   return state, hparams, metrics_out
 
 

@@ -176,3 +176,31 @@ def test_a_workdir_without_validation_predictions_falls_back_to_the_test_table()
   from lwi_jax.report import results as results_lib
   phase = {"rules": ["baseline"], "seeds": [0], "test_predictions": [LABELS]}
   assert results_lib.selection_results(_config(0.05), None, phase, phase, []) is None
+
+
+def test_a_rule_that_trained_on_the_validation_split_is_never_chosen_there():
+  """online_eg reads validation batches while it trains, dynamic_difficulty its TPRs at every
+  epoch: a choice on that split would not be held out for them, whatever scores.method."""
+  from lwi_jax.report import results as results_lib
+  rng = np.random.default_rng(1)
+  config = _config(0.05)
+  config.compare.bootstrap_samples, config.compare.bootstrap_seed = 200, 0
+  rules = ["inverse_tpr:gamma=1", "online_eg:eta=0.1,every=10", "dynamic_difficulty:tau=1"]
+  specs = members.parse_members(rules, [0])
+  tprs = [np.array([0.8, 0.7, 0.6]), np.array([0.72] * 3), np.array([0.71] * 3)]
+
+  def phase(rule_list, tpr_list):
+    preds = {s: [_predict(rng, t) for t in tpr_list] for s in ("validation", "test")}
+    return {"rules": rule_list, "seeds": [0] * len(rule_list),
+            "status": ["ok"] * len(rule_list), "validation_predictions": preds["validation"],
+            "test_predictions": preds["test"],
+            # not flat: a static rule with flat weights is the unweighted control
+            "initial_class_weights": [np.arange(1.0, C + 1)] * len(rule_list)}
+  split = type("Split", (), {"labels": LABELS})
+  data = type("Data", (), {"validation": split, "test": split, "num_classes": C})
+  out = results_lib.selection_results(config, data, phase(["baseline"], [np.array([0.9, 0.7, 0.5])]),
+                                      phase([s.rule.label for s in specs], tprs), specs)
+  gains = {r: row["gain"]["mean"] for r, row in out["evidence"]["selection"]["rules"].items()}
+  assert gains["online_eg:eta=0.1,every=10"] > gains["inverse_tpr:gamma=1"] > 0  # planted
+  assert out["evidence"]["selection"]["rules"]["inverse_tpr:gamma=1"]["gain"]["p_value"] < 0.05
+  assert out["chosen"]["rule"] == "inverse_tpr:gamma=1"

@@ -18,7 +18,7 @@ TINY = ["--config.data.train_per_class=20", "--config.data.test_per_class=20",
         "--config.model.widths=(4,8,8)", "--config.model.dense_width=16",
         "--config.train.epochs=1", "--config.train.batch_size=32",
         "--config.train.eval_batch_size=100",
-        # the :cpu preset's study is 5 rules x 2 seeds; 2 rules x 2 seeds exercise the same paths
+        # the :cpu preset's study is 7 rules x 2 seeds; 2 rules x 2 seeds exercise the same paths
         "--config.rules=('uniform','inverse_tpr:gamma=1')"]
 
 

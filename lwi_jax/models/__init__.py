@@ -93,6 +93,19 @@ MODELS: dict[str, Callable[..., nn.Module]] = {"resnet_cnn": _resnet_cnn, "conv_
                                                "mlp": _mlp}
 
 
+# The top-level parameter collection of each model's classifier head: the only parameters a
+# head-only member (rule option retrain=head) trains. A model missing here has no head to retrain.
+HEADS: dict[str, str] = {"resnet_cnn": "head", "conv_lstm": "head", "mlp": "head"}
+
+
+def head_name(cfg, where: str = "retrain=head") -> str:
+  """The name of `cfg.name`'s classifier head, or a one-line error naming the field."""
+  if cfg.name not in HEADS:
+    raise ValueError(f"{where}: model.name={cfg.name!r} has no named classifier head to "
+                     f"retrain; models with one: {sorted(HEADS)}")
+  return HEADS[cfg.name]
+
+
 def check_config(cfg) -> None:
   """What can be checked about `config.model` before any data is loaded."""
   if cfg.name not in MODELS:

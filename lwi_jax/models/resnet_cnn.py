@@ -346,5 +346,5 @@ class ResidualCNN(nn.Module):
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(self.dense_width, dtype=cdt, param_dtype=self.dtype)(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    logits = nn.Dense(self.num_classes, dtype=cdt, param_dtype=self.dtype)(x)
+    logits = nn.Dense(self.num_classes, dtype=cdt, param_dtype=self.dtype, name="head")(x)
     return logits.astype(jnp.promote_types(self.dtype, jnp.float32))

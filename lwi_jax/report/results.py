@@ -171,8 +171,12 @@ def selection_results(config, data, baseline_phase: dict, round_phase: dict, spe
                                         round_phase.get("posthoc", []))
                    if info["fit_split"] == "validation"}
                   if selection.independence(config)[0] else set())
+  # Members that read the validation split while training (online_eg, dynamic_difficulty), and
+  # post-hoc rows stacked on them, saw the selection split: compared, never chosen there.
+  saw = {m.rule.label for m in specs if m.rule.trains_on_validation}
+  saw |= {r for r in round_phase["rules"][len(specs):] if r.partition("+")[0] in saw}
   return selection.protocol(evidence["validation"], evidence["test"], config, families,
-                            _controls(round_phase, specs) | fitted_there)
+                            _controls(round_phase, specs) | fitted_there | saw)
 
 
 def _controls(round_phase: dict, specs) -> set[str]:
@@ -201,7 +205,8 @@ def _with_posthoc(phase: dict, posthoc: dict) -> dict:
 def _posthoc_records(posthoc: dict, round_index: int) -> list[dict]:
   recs = _member_records({**posthoc, **{k: np.asarray(posthoc[k]) for k in (
       "initial_class_weights", "final_class_weights", "sample_weights")},
-      "history": {k: np.stack([h[k] for h in posthoc["history"]])
+      # per member: a row copies its source's history, whose length is its phase's epochs
+      "history": {k: [np.asarray(h[k]) for h in posthoc["history"]]
                   for k in posthoc["history"][0]}}, round_index)
   for rec, info in zip(recs, posthoc["posthoc"]):
     rec["posthoc"] = info
@@ -209,21 +214,38 @@ def _posthoc_records(posthoc: dict, round_index: int) -> list[dict]:
   return recs
 
 
-def phase_seconds(phase: dict) -> float:
-  """Training seconds of a phase: the sum of its epochs' wall times (compilation and each
-  epoch's validation included), shared by all its members."""
-  sec = np.asarray(phase["history"].get("seconds", []), np.float64)
-  return float(np.nansum(sec[0])) if sec.size else 0.0
+def _trained_in(phase: dict, name: str) -> dict[str, list[int]]:
+  """Phase name -> its members' indices: a round merged from a full and a head-only phase
+  (study/phases.merge) names each member's phase; a plain phase is all `name`."""
+  groups = {}
+  for i, n in enumerate(phase.get("phase") or [name] * len(phase["rules"])):
+    groups.setdefault(n, []).append(i)
+  return groups
+
+
+def _member_seconds(phase: dict, i: int) -> float:
+  """Member i's phase's training seconds: the sum of its epochs' wall times (compilation and
+  each epoch's validation included), shared by every member trained in that phase."""
+  sec = phase["history"].get("seconds")
+  return float(np.nansum(np.asarray(sec[i], np.float64))) if sec is not None and len(sec) else 0.0
+
+
+def phase_seconds(phase: dict, name: str = "phase") -> dict[str, float]:
+  """Training seconds of each phase a round's members were trained in (see _member_seconds)."""
+  return {n: _member_seconds(phase, idx[0]) for n, idx in _trained_in(phase, name).items()}
 
 
 def _costs(round_phases: list[dict], posthoc: dict | None) -> list[dict]:
   """Per round, rule -> training seconds spent on it beyond the baseline: its members' share of
-  each round's phase up to this one; a post-hoc row: its source rule's (0 on the baseline)."""
+  the phase(s) that trained them, summed over the rounds up to this one; a post-hoc row: its
+  source rule's (0 on the baseline)."""
   out, spent = [], {}
-  for phase in round_phases:
-    sec, rules = phase_seconds(phase), list(phase["rules"])
-    for rule in dict.fromkeys(rules):
-      spent[rule] = spent.get(rule, 0.0) + sec * rules.count(rule) / len(rules)
+  for r, phase in enumerate(round_phases):
+    rules = list(phase["rules"])
+    for idx in _trained_in(phase, f"round{r + 1}").values():
+      sec, in_phase = _member_seconds(phase, idx[0]), [rules[i] for i in idx]
+      for rule in dict.fromkeys(in_phase):
+        spent[rule] = spent.get(rule, 0.0) + sec * in_phase.count(rule) / len(in_phase)
     out.append(dict(spent))
   if posthoc is not None and out:
     for rule, info in zip(posthoc["rules"], posthoc["posthoc"]):
@@ -278,8 +300,9 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
   """
   baseline = _member_records(baseline_phase, 0)
   rounds = [_member_records(p, r + 1, specs) for r, p in enumerate(round_phases)]
-  seconds = {"baseline": phase_seconds(baseline_phase),
-             **{f"round{r + 1}": phase_seconds(p) for r, p in enumerate(round_phases)}}
+  seconds = {**phase_seconds(baseline_phase, "baseline"),
+             **{n: sec for r, p in enumerate(round_phases)
+                for n, sec in phase_seconds(p, f"round{r + 1}").items()}}
   costs = _costs(round_phases, posthoc)
   # The post-hoc members keep a list of their own (results["posthoc"]: the rounds hold trained
   # members only) and join the last round's comparison, front and selection.

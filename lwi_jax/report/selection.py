@@ -56,7 +56,8 @@ def _within(row: dict, max_drop: float) -> bool:
 def choose(selection: dict, max_drop: float, alpha: float, controls=(CONTROL,)) -> str | None:
   """The rule the protocol picks from the selection split's evidence, or None.
 
-  `controls`: rules that are the unweighted loss under another name (never chosen).
+  `controls`: rules never chosen: the unweighted loss under another name, and rules whose
+  members (or post-hoc offsets) saw the selection split (report/results.selection_results).
   """
   ok = [(r, row) for r, row in selection["rules"].items()
         if r not in controls and _within(row, max_drop) and math.isfinite(row["gain"]["mean"])

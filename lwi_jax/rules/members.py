@@ -10,6 +10,9 @@ A grid, "inverse_tpr:gamma=0:3:0.25" (start:stop:step, stop included) or
 "inverse_tpr:gamma=0.5|1|2" (a list), expands into one ordinary rule per value (a product over
 several grid hyper-parameters): they are members of the same ensemble (one compiled program),
 and `RuleSpec.family` (the string as written) groups them for the console and the report.
+Any rule string may end with the option `retrain=head` ("inverse_tpr:gamma=1,retrain=head"):
+the member starts from its seed's trained baseline and retrains only the model's classifier
+head with the rule's loss (study/head.py), instead of a full retraining from initialisation.
 All validation happens here, before any data is loaded or any step is compiled.
 """
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+
+import jax.numpy as jnp
 
 from lwi_jax.member import MemberHParams
 from lwi_jax.rules import weighting
@@ -33,6 +38,7 @@ class RuleSpec:
   name: str
   hparams: dict
   family: str = ""  # the grid string this rule was expanded from; "" = written on its own
+  retrain: str = "full"  # RETRAIN: "full" from initialisation, "head" from the baseline
 
   @property
   def static(self) -> bool:
@@ -44,14 +50,26 @@ class RuleSpec:
     return self.family or self.label
 
   @property
+  def trains_on_validation(self) -> bool:
+    return weighting.RULES[self.name].trains_on_validation
+
+  @property
+  def head_only(self) -> bool:
+    return self.retrain == "head"
+
+  @property
   def label(self) -> str:
-    if not self.hparams:
-      return self.name
-    return self.name + ":" + ",".join(f"{k}={v:g}" for k, v in sorted(self.hparams.items()))
+    items = [f"{k}={v:g}" for k, v in sorted(self.hparams.items())]
+    items += [f"retrain={self.retrain}"] if self.head_only else []
+    return self.name + (":" + ",".join(items) if items else "")
 
   def build(self, scores, counts, epochs: int) -> MemberHParams:
-    """This rule's MemberHParams for scores `s` and class `counts`, unchecked (pure: vmappable)."""
-    return weighting.RULES[self.name].build(self.hparams, scores, counts, epochs)
+    """This rule's MemberHParams for scores `s` and class `counts`, unchecked (pure: vmappable).
+
+    A head-only member also keeps its BatchNorm statistics frozen (train.train_step).
+    """
+    hp = weighting.RULES[self.name].build(self.hparams, scores, counts, epochs)
+    return hp.replace(freeze_batch_stats=jnp.asarray(self.head_only)) if self.head_only else hp
 
   def member_hparams(self, scores, counts, epochs: int, class_names=None) -> MemberHParams:
     """MemberHParams of this rule given the validation TPRs `scores` and class `counts`.
@@ -77,10 +95,29 @@ class MemberSpec:
     return f"{self.rule.label}@seed{self.seed}"
 
 
+RETRAIN = ("full", "head")
+
+
+def _pop_retrain(text: str, where: str) -> tuple[str, str]:
+  """(the rule string without its `retrain=...` item, the retrain option: "full" if absent)."""
+  name, colon, args = text.strip().partition(":")
+  items = [a.strip() for a in args.split(",") if a.strip()]
+  retrain = [i.partition("=")[2].strip() for i in items
+             if i.partition("=")[0].strip() == "retrain"]
+  if not retrain:
+    return text, "full"
+  if len(retrain) > 1 or retrain[0] not in RETRAIN:
+    raise ValueError(f"{where}: {text!r}: retrain={'|'.join(retrain)!s} is invalid; need one "
+                     f"of {list(RETRAIN)}")
+  rest = [i for i in items if i.partition("=")[0].strip() != "retrain"]
+  return name + (colon + ",".join(rest) if rest else ""), retrain[0]
+
+
 def parse_rule(text: str, where: str = "config.rules") -> RuleSpec:
   if not isinstance(text, str) or not text.strip():
     raise ValueError(f"{where}: each rule must be a non-empty string like 'inverse_tpr:gamma=1', "
                      f"got {text!r}; valid rules: {valid_rule_names()}")
+  text, retrain = _pop_retrain(text, where)
   name, _, args = text.strip().partition(":")
   name = name.strip()
   hparams = {}
@@ -94,7 +131,8 @@ def parse_rule(text: str, where: str = "config.rules") -> RuleSpec:
       raise ValueError(f"{where}: {text!r}: {key.strip()}={value!r} is not a number") from None
   if name not in weighting.RULES:
     raise ValueError(f"{where}: unknown rule {name!r}; valid rules: {valid_rule_names()}")
-  return RuleSpec(name, weighting.validate(name, hparams, where=f"{where} {text!r}"))
+  return RuleSpec(name, weighting.validate(name, hparams, where=f"{where} {text!r}"),
+                   retrain=retrain)
 
 
 MAX_GRID = 200  # members one grid string may expand into: a typo like 0:3:0.0001 is refused
@@ -136,6 +174,8 @@ def expand_rule(text: str, where: str = "config.rules") -> list[RuleSpec]:
   """
   if not isinstance(text, str) or ("|" not in text and text.count(":") < 2):
     return [parse_rule(text, where)]
+  family = text.strip()
+  text, retrain = _pop_retrain(text, where)
   name, _, args = text.strip().partition(":")
   items = [a.strip() for a in args.split(",") if a.strip()]
   grids = []
@@ -145,11 +185,10 @@ def expand_rule(text: str, where: str = "config.rules") -> list[RuleSpec]:
       raise ValueError(f"{where}: {text!r}: hyper-parameter {item!r} must be written key=value")
     grids.append([(key.strip(), v) for v in _grid_values(text, key.strip(), value.strip(),
                                                          where)])
-  family = text.strip()
   specs = []
   for combo in itertools.product(*grids):
     one = parse_rule(name + ":" + ",".join(f"{k}={v!r}" for k, v in combo), where)
-    specs.append(dataclasses.replace(one, family=family))
+    specs.append(dataclasses.replace(one, family=family, retrain=retrain))
   return specs
 
 

@@ -145,3 +145,14 @@ def weight_intervals(rule, record: dict, counts, epochs: int, cfg, seed: int) ->
     out[field] = {"low": np.quantile(w, alpha, axis=0), "high": np.quantile(w, 1 - alpha, axis=0),
                   "sd": w.std(0)}
   return out
+
+
+def attach_weight_intervals(results: dict, records: list[dict], specs, counts, epochs: int,
+                            cfg) -> None:
+  """Each round-1 member of `results` gets its weights' intervals from its seed's record."""
+  if not results["rounds"]:
+    return
+  by_seed = {rec["seed"]: rec for rec in records}
+  for spec, member in zip(specs, results["rounds"][0]):
+    member["weight_interval"] = weight_intervals(spec.rule, by_seed[spec.seed], counts, epochs,
+                                                 cfg, spec.seed)

@@ -72,6 +72,13 @@ def inverse_frequency(scores, counts):
   return _normalise(1.0 / n)
 
 
+def tpr_logit_offsets(scores, gamma: float = 1.0):
+  """Logit-space inverse_tpr: b_c = γ·log(s_c / s̄) = -log w_c of `inverse_tpr` before its
+  mean-1 normalisation (a constant added to every logit, which the softmax ignores)."""
+  s = _clip_scores(scores)
+  return gamma * (jnp.log(s) - jnp.log(jnp.mean(s)))
+
+
 def dynamic_weights_update(hparams: MemberHParams, confusion: jax.Array) -> MemberHParams:
   """Epoch-boundary update of dynamic class-difficulty members (Sinha et al. 2020).
 
@@ -141,6 +148,18 @@ def _dynamic_difficulty(hp, scores, counts, epochs):
                               dynamic_tau=hp["tau"])
 
 
+def _logit_tpr(hp, scores, counts, epochs):
+  del epochs
+  return MemberHParams.create(_weights("inverse_tpr", scores, counts, {"gamma": hp["weight"]}),
+                              logit_offsets=tpr_logit_offsets(scores, hp["gamma"]))
+
+
+def _online_eg(hp, scores, counts, epochs):
+  del scores, epochs
+  return MemberHParams.uniform(len(counts), online_eta=hp["eta"],
+                               online_every=int(hp["every"]))
+
+
 @dataclasses.dataclass(frozen=True)
 class Rule:
   """One rule: its hyper-parameters, how a member follows it, and its README line.
@@ -156,6 +175,9 @@ class Rule:
   doc: str
   build: Callable[..., MemberHParams]
   fn: Callable | None = None
+  # Reads the validation split while it trains (dynamic weights, online updates): a choice
+  # made on that split is then never held out for its members (report/selection.py).
+  trains_on_validation: bool = False
 
   @property
   def static(self) -> bool:
@@ -203,7 +225,18 @@ RULES: dict[str, Rule] = _rules(
          _group_dro),
     Rule("dynamic_difficulty", {"tau": _TAU},
          "class-difficulty weights (Sinha et al. 2020) recomputed from validation TPRs at every "
-         "epoch boundary", _dynamic_difficulty),
+         "epoch boundary", _dynamic_difficulty, trains_on_validation=True),
+    Rule("logit_tpr", {"gamma": _GAMMA,
+                       "weight": HParam(0.0, lambda g: g >= 0, "weight >= 0")},
+         "logit-space `inverse_tpr` (logit adjustment driven by `s`, Menon et al. 2021): "
+         "`CE(logits + γ·log(s_c/s̄))` in the training loss only, optionally with "
+         "`inverse_tpr` weights of exponent `weight`", _logit_tpr),
+    Rule("online_eg", {"eta": HParam(0.1, lambda x: x >= 0, "eta >= 0"),
+                       "every": HParam(10.0, lambda k: k >= 1 and k == int(k),
+                                       "every >= 1, an integer (steps)")},
+         "online validation-driven weights in logit space (Narasimhan & Menon 2021): every "
+         "`every` steps `λ_c ← λ_c·exp(η·FNR_c)` from a validation batch, loss "
+         "`CE(logits − log λ)`", _online_eg, trains_on_validation=True),
 )
 
 
@@ -284,7 +317,13 @@ def compute_weights(rule: str, scores, counts, class_names: Sequence[str] | None
 
 def check_member(rule: str, hparams: Mapping[str, float], member: MemberHParams, scores,
                  class_names: Sequence[str] | None = None) -> MemberHParams:
-  """`member` if its class and sampling weights are finite and > 0, else `check_weights`' error."""
+  """`member` if its class and sampling weights are finite and > 0 and its logit offsets finite,
+  else `check_weights`' error."""
   check_weights(rule, hparams, member.class_weights, scores, class_names)
   check_weights(rule, hparams, member.sample_weights, scores, class_names, what="sampling weight")
+  offsets = np.asarray(member.logit_offsets, np.float64)
+  if not np.isfinite(offsets).all():
+    hp = ", ".join(f"{k}={v:g}" for k, v in hparams.items())
+    raise ValueError(f"rule {rule!r} ({hp}) gives non-finite logit offsets {offsets}: use a "
+                     f"smaller {' / '.join(hparams)}")
   return member

@@ -88,6 +88,7 @@ FIELDS: dict[str, tuple[Callable, str]] = {
     "train.batch_size": _ints(1),
     "train.eval_batch_size": _ints(1),
     "train.ensemble_chunk": _ints(0),
+    "train.head_epochs": _ints(1),
     "train.num_devices": _ints(0),
     "rounds": _ints(1),
     "model.dropout_rate": _real(lambda x: 0 <= x < 1, "0 <= dropout_rate < 1"),
@@ -170,6 +171,12 @@ def validate_config(config: ml_collections.ConfigDict) -> list[members_lib.Membe
   check_config(config)
   specs = members_lib.parse_members(config.rules, config.seeds)
   posthoc_lib.parse(config.get("posthoc", ()))
+  head = [m.rule.label for m in specs if m.rule.head_only]
+  if head:
+    models.head_name(config.model, f"config.rules {head[0]!r}")
+    if "head_epochs" not in config.train:
+      raise ValueError(f"config.rules {head[0]!r}: retrain=head needs train.head_epochs (an "
+                       "integer >= 1: epochs of head-only retraining)")
   optim.make_optimizer(config.optimizer, 1, 1)
   models.check_config(config.model)
   ensemble.resolve_strategy(config.train.ensemble_strategy)

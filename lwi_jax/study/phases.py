@@ -48,8 +48,15 @@ def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
   # Where a reused split was read from: the split itself is in the data's content hash (a part),
   # so pinning the split a run carved reuses that run's finished phases.
   d.get("data", {}).pop("split_manifest", None)
+  for key in HEAD_FIELDS:  # only head phases read them: they pass them in their parts
+    d.get("train", {}).pop(key, None)
   blob = json.dumps([d, parts], sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# config.train fields that only the head-only retraining phases read (study/study.py passes
+# them in those phases' parts), so changing them never retrains the baseline or a full round.
+HEAD_FIELDS = ("head_epochs",)
 
 
 def path(workdir: str, name: str, key: str) -> str:
@@ -94,6 +101,9 @@ def result(labels, seeds, rules, hparams_start, hparams_end, history, val, test)
           "initial_class_weights": np.asarray(hparams_start.class_weights),
           "sample_weights": np.asarray(hparams_start.sample_weights),
           "final_class_weights": np.asarray(hparams_end.class_weights),
+          # logit-space rules: b in CE(logits + b); online_eg's final b = -log λ
+          "initial_logit_offsets": np.asarray(hparams_start.logit_offsets),
+          "final_logit_offsets": np.asarray(hparams_end.logit_offsets),
           "history": {k: np.asarray(v) for k, v in history.items()},
           "validation": val, "test": test}
 
@@ -105,8 +115,58 @@ def decode(phase: dict) -> dict:
   for key in ("validation", "test"):
     out[key] = [{k: np.asarray(num(v)) for k, v in s.items()} for s in phase[key]]
   out["history"] = {k: np.asarray(num(v), np.float64) for k, v in phase["history"].items()}
-  for key in ("initial_class_weights", "final_class_weights", "sample_weights"):
-    out[key] = np.asarray(num(phase[key]), np.float64)
+  for key in ("initial_class_weights", "final_class_weights", "sample_weights",
+              "initial_logit_offsets", "final_logit_offsets"):
+    if key in phase:  # offsets: absent from phases saved before logit-space rules
+      out[key] = np.asarray(num(phase[key]), np.float64)
+  return out
+
+
+def merge_logits(parts: list[tuple[list[int], dict]]) -> dict:
+  """The per-example logits of a round's phases ((member indices, {split: [E, N, C]})) as one
+  {split: [E, N, C]} in round order, as `merge` orders the members."""
+  order = np.argsort([i for idx, _ in parts for i in idx], kind="stable")
+  splits = [k for k in parts[0][1] if all(k in logits for _, logits in parts)]
+  return {k: np.concatenate([np.asarray(logits[k]) for _, logits in parts])[order]
+          for k in splits}
+
+
+def merge(parts: list[tuple[str, list[int], dict]], size: int) -> dict:
+  """One round's result from the decoded phases that trained its members.
+
+  Args:
+    parts: (phase name, member indices in the round, decoded phase); a round's full
+      retraining and its head-only retraining train disjoint members.
+    size: members in the round.
+
+  Returns:
+    The phases' per-member fields (those every part has, one entry per member), in round
+    order; `history` holds one array per member (a head phase runs train.head_epochs epochs,
+    a full one train.epochs), and `phase` names the phase each member was trained in.
+  """
+  index = [i for _, idx, _ in parts for i in idx]
+  if sorted(index) != list(range(size)):
+    raise ValueError(f"merge: the phases' members {sorted(index)} are not the round's {size}")
+  order = np.argsort(index, kind="stable")
+
+  def per_member(get):
+    rows = [row for _, idx, p in parts for row in get(p, len(idx))]
+    return [rows[i] for i in order]
+
+  def rows(p, n, key):
+    v = p.get(key)
+    ok = v is not None and not isinstance(v, (str, dict)) and np.ndim(v) >= 1 and len(v) == n
+    return list(v) if ok else None
+
+  out = {"phase": per_member(lambda p, n: [name for name, _, q in parts if q is p] * n)}
+  for key in dict.fromkeys(k for _, _, p in parts for k in p if k != "history"):
+    if all(rows(p, len(idx), key) is not None for _, idx, p in parts):
+      merged = per_member(lambda p, n: rows(p, n, key))
+      same = all(isinstance(p[key], np.ndarray) for _, _, p in parts)
+      out[key] = np.asarray(merged) if same and len({np.shape(x) for x in merged}) == 1 \
+          else merged
+  fields = [k for k in parts[0][2]["history"] if all(k in p["history"] for _, _, p in parts)]
+  out["history"] = {k: per_member(lambda p, n, k=k: list(p["history"][k])) for k in fields}
   return out
 
 

@@ -10,6 +10,10 @@
 5. evaluate every member on the TEST split;
 6. compare each rule with the baseline, paired by seed (lwi_jax/report).
 `config.rounds` > 1 repeats 2-5 with the newest validation scores of each member.
+Members whose rule says `retrain=head` are retrained in a phase of their own, `head<r>`: all of
+them (every rule and seed) in one more ensemble that starts from their seed's trained baseline
+and trains only the classifier head for `train.head_epochs` epochs; the round's result merges
+both phases (phases.merge), so everything after step 4 sees one round.
 
 Each phase is identified by a fingerprint and saved atomically (lwi_jax/study/phases.py), and
 its training carry is checkpointed every epoch, so running the same command again resumes a
@@ -41,7 +45,7 @@ from lwi_jax.report.results import OK, SOURCE_NON_FINITE
 from lwi_jax.rules import posthoc as posthoc_lib
 from lwi_jax.rules import scores as scores_lib
 from lwi_jax.runtime import console, io_utils, run_control
-from lwi_jax.study import checks, memory, phases, train_options, weights_step
+from lwi_jax.study import checks, memory, phases, posthoc_step, train_options, weights_step
 from lwi_jax.study.trainer import Trainer
 
 SPLIT_MANIFEST = "split_manifest.json"  # in the workdir
@@ -70,6 +74,7 @@ class Study:
     self._logits = {}  # phase name -> its saved per-example logits (only with config.posthoc)
     self.workdir = os.path.abspath(config.workdir)
     self._trainer = None
+    self._states = {}  # "baseline" -> its trained states, when this process trained it
     self._data = None
     self._data_hash = None
     # Per invocation (run() starts them afresh): the phases this study is made of, their clock.
@@ -134,7 +139,8 @@ class Study:
       sources = {m.label: ScoreSource(np.asarray(rounds[-1]["validation"][i]["tpr"]),
                                       f"{m.label} (round {r})", rounds[-1]["status"][i] == OK)
                  for i, m in enumerate(self.specs)}
-    return self._compare(baseline, rounds, records, self._posthoc(baseline, rounds))  # 6
+    return self._compare(baseline, rounds, records, posthoc_step.posthoc_rows(
+        self.posthoc, baseline, rounds, self._logits, self.data, self.config, self.log))  # 6
 
   def split_manifest_path(self) -> str | None:
     """Where the data's split manifest goes (None for sources that do not write one)."""
@@ -163,12 +169,13 @@ class Study:
                               self.data_hash)
 
   def _phase(self, name: str, key: str, labels, seeds, rules, make_hparams, extra=None,
-             extra_logits=None) -> dict:
+             extra_logits=None, start=None, epochs=None) -> dict:
     """Loads a finished phase, or trains (resuming from its checkpoints) and saves it.
 
     `extra(states)` adds fields to the saved result (the crossfit phase's out-of-fold scores);
     with config.posthoc, the members' validation and test logits (and `extra_logits(states)`)
-    are saved beside it.
+    are saved beside it. `start()` gives the states to start from (head phases) and `epochs`
+    the phase's epochs (None: initialised from the seeds, train.epochs).
     """
     path = phases.path(self.workdir, name, key)
     self._phase_keys.append(f"{name}-{key}")
@@ -188,7 +195,10 @@ class Study:
     states, hp_end, history = self.trainer.fit(
         name, labels, seeds, hparams,
         checkpoint_dir=os.path.join(self.workdir, "checkpoints", f"{name}-{key}"),
-        tensorboard_dir=os.path.join(self.workdir, "tensorboard", name), on_epoch=self.clock.tick)
+        tensorboard_dir=os.path.join(self.workdir, "tensorboard", name), on_epoch=self.clock.tick,
+        **({} if start is None else {"initial_states": start(), "epochs": epochs}))
+    if name == "baseline":  # what head phases start from; other phases' states are let go
+      self._states[name] = states
     result = phases.result(labels, seeds, rules, hparams_start, jax.device_get(hp_end), history,
                            self.trainer.evaluate(states, "validation", len(seeds)),
                            self.trainer.evaluate(states, "test", len(seeds)))
@@ -256,39 +266,49 @@ class Study:
             for s, cm, ok in zip(seeds, phase["out_of_fold_confusion"], fold_ok)]
 
   def _retrain(self, r: int, sources: dict[str, ScoreSource], base_key: str) -> dict:
-    """Steps 3-5 of round `r`: weights, one retrained ensemble, its validation/test scores."""
-    labels = [m.label for m in self.specs]
-    key = phases.fingerprint(self.config, "round", r, labels, base_key,
-                             self.config.scores.to_dict(), self.data_hash)
-    result = self._phase(f"round{r}", key, labels, [m.seed for m in self.specs],
-                         [m.rule.label for m in self.specs], lambda: weights_step.member_hparams(
-                             self.specs, sources, self.data, self.config, self.log))
+    """Steps 3-5 of round `r`: weights, the retrained ensemble(s), their validation/test scores.
+
+    Full members train in phase `round<r>`, head-only members (retrain=head) in `head<r>`.
+    """
+    full = [i for i, m in enumerate(self.specs) if not m.rule.head_only]
+    head = [i for i, m in enumerate(self.specs) if m.rule.head_only]
+    parts = [(f"{name}{r}", idx, self._members_phase(name, r, idx, sources, base_key))
+             for name, idx in (("round", full), ("head", head)) if idx]
+    result = parts[0][2] if not head else phases.merge(parts, len(self.specs))
+    if self.posthoc:  # the round's logits in its members' order, as `result`
+      self._logits[f"members{r}"] = phases.merge_logits(
+          [(idx, self._logits[name]) for name, idx, _ in parts])
     result["scores_used"] = [sources[m.label].tpr for m in self.specs]
     result["status"] = [st if sources[m.label].finite else SOURCE_NON_FINITE
                         for m, st in zip(self.specs, result["status"])]
     return result
 
-  def _posthoc(self, baseline: dict, rounds: list[dict]) -> dict | None:
-    """The post-hoc rows (rules/posthoc.py) on every baseline member (fitted on the scores'
-    split) and last-round member (on its validation logits); None without config.posthoc."""
-    if not self.posthoc:
-      return None
-    crossfit = self.config.scores.method == "crossfit"
-    base_logits, last_logits = self._logits["baseline"], self._logits[f"round{len(rounds)}"]
-    sources = (posthoc_lib.member_sources(
-        baseline, base_logits, "out_of_fold" if crossfit else "validation",
-        self._logits["crossfit"]["out_of_fold"] if crossfit else base_logits["validation"])
-        + posthoc_lib.member_sources(rounds[-1], last_logits, "validation",
-                                     last_logits["validation"]))
-    d = self.data
-    out = posthoc_lib.posthoc_phase(
-        self.posthoc, sources, {"validation": d.validation.labels, "test": d.test.labels,
-                                "out_of_fold": d.train.labels},
-        d.num_classes, results_lib.max_accuracy_drop(self.config))
-    self.log(f"post-hoc: {', '.join(s.label for s in self.posthoc)} on {len(sources)} members "
-             f"(the baseline and every rule), fitted on {'out-of-fold (baseline) and ' * crossfit}"
-             f"validation logits in {sum(p['fit_seconds'] for p in out['posthoc']):.1f}s")
-    return out
+  def _members_phase(self, kind: str, r: int, idx: list[int], sources, base_key: str) -> dict:
+    """The phase of round `r` that trains the members `idx` of self.specs: `kind` "round"
+    (full retraining) or "head" (from the baseline, head only, train.head_epochs epochs)."""
+    specs = [self.specs[i] for i in idx]
+    labels = [m.label for m in specs]
+    seeds = [m.seed for m in specs]
+    head = kind == "head"
+    epochs = int(self.config.train.head_epochs) if head else None
+    extra = [{k: self.config.train[k] for k in phases.HEAD_FIELDS}] if head else []
+    start = (lambda: self.trainer.head_states(self._baseline_states(base_key),
+                                              list(self.config.seeds), seeds)) if head else None
+    key = phases.fingerprint(self.config, kind, r, labels, base_key,
+                             self.config.scores.to_dict(), self.data_hash, *extra)
+    return self._phase(f"{kind}{r}", key, labels, seeds, [m.rule.label for m in specs],
+                       lambda: weights_step.member_hparams(
+                           specs, sources, self.data, epochs or self.config.train.epochs,
+                           len(self.config.seeds), self.log),
+                       start=start, epochs=epochs)
+
+  def _baseline_states(self, base_key: str):
+    """The trained baseline members (in memory, or from the baseline's last checkpoint)."""
+    if "baseline" not in self._states:
+      self._states["baseline"] = self.trainer.restore_states(
+          os.path.join(self.workdir, "checkpoints", f"baseline-{base_key}"),
+          list(self.config.seeds), "config.rules retrain=head")
+    return self._states["baseline"]
 
   def _compare(self, baseline: dict, rounds: list[dict], records: list[dict],
                posthoc: dict | None = None) -> dict:
@@ -298,7 +318,9 @@ class Study:
     results["dataset"]["content_hash"] = self.data_hash
     if self.split_manifest_path():
       results["dataset"]["split_manifest"] = self.split_manifest_path()
-    self._attach_score_uncertainty(results, records)
+    results["scores"] = {"config": self.config.scores.to_dict(), "seeds": records}
+    scores_lib.attach_weight_intervals(results, records, self.specs, self.data.class_counts,
+                                       self.config.train.epochs, self.config.scores)
     if not sharding.is_primary():  # one writer: process 0
       return results
     outputs.write_outputs(self.workdir, results, self.log)
@@ -310,19 +332,6 @@ class Study:
     for line in markdown.decision_lines(results, self.workdir):  # the console ends with it
       self.log(line)
     return results
-
-  def _attach_score_uncertainty(self, results: dict, records: list[dict]) -> None:
-    """Score records into results.json; each round-1 member gets its weights' intervals."""
-    cfg = self.config.scores
-    results["scores"] = {"config": cfg.to_dict(), "seeds": records}
-    if not results["rounds"]:
-      return
-    counts = self.data.class_counts
-    by_seed = {rec["seed"]: rec for rec in records}
-    for spec, member in zip(self.specs, results["rounds"][0]):
-      member["weight_interval"] = scores_lib.weight_intervals(
-          spec.rule, by_seed[spec.seed], counts, self.config.train.epochs, cfg, spec.seed)
-
 
 def run(config: ml_collections.ConfigDict, log: console.Printer = console.print_line) -> dict:
   """Runs (or resumes) the study of `config`; writes everything into `config.workdir`.

@@ -84,6 +84,7 @@ class Trainer:
     self.eval_flip = train_options.eval_flip(config.train, data)
     self.train_inputs, self.train_labels = sharding.replicate(
         (data.train.inputs, data.train.labels), self.mesh)
+    self._validation_set = None
     self.sample_inputs = jnp.asarray(data.train.inputs[:1])
     self._eval_sets = {}
 
@@ -137,13 +138,57 @@ class Trainer:
         self.mesh, self.compiler_options, on_step,
         label_smoothing=train_options.label_smoothing(cfg))
 
+  def validation_set(self) -> tuple:
+    """The validation split, unbatched, on the device(s): what the online rule's updates draw
+    their batches from (train.train_epoch). Put there once, when a phase first needs it."""
+    if self._validation_set is None:
+      self._validation_set = tuple(sharding.replicate(
+          (self.data.validation.inputs, self.data.validation.labels), self.mesh))
+    return self._validation_set
+
+  def head_states(self, baseline_states, baseline_seeds: list[int], seeds: list[int]):
+    """Stacked states of head-only members: member i starts from the trained baseline member
+    of seeds[i], with a fresh `optim.make_head_optimizer` state over `train.head_epochs`
+    epochs (only the head's parameters will move)."""
+    head = models.head_name(self.config.model, "config.rules retrain=head")
+    epochs = int(self.config.train.head_epochs)
+    tx = optim.make_head_optimizer(self.config.optimizer, self.steps_per_epoch, epochs, head)
+    idx = np.asarray([list(baseline_seeds).index(s) for s in seeds])
+    params, stats = jax.tree.map(lambda x: x[idx], (baseline_states.params,
+                                                    baseline_states.batch_stats))
+    if head not in params:
+      raise ValueError(f"config.rules retrain=head: the model has no parameters named {head!r} "
+                       f"(top-level: {sorted(params)})")
+    states = jax.vmap(lambda p, b: train.TrainState.create(
+        apply_fn=self.model.apply, params=p, tx=tx, batch_stats=b))(params, stats)
+    return sharding.shard_members(sharding.pad_to_mesh(states, self.mesh), self.mesh)
+
+  def restore_states(self, checkpoint_dir: str, seeds: list[int], what: str):
+    """The states of a finished phase of len(seeds) members (full epochs, default optimizer),
+    from its last epoch checkpoint; an error naming `what` if there is none."""
+    like = self._initial_carry(sharding.pad_to_mesh(list(seeds), self.mesh), len(seeds),
+                               ensemble.stack([MemberHParams.uniform(self.num_classes)]
+                                              * len(seeds)), self.config.train.epochs)
+    ckpt = checkpoint_lib.PhaseCheckpointer(checkpoint_dir)
+    try:
+      restored = ckpt.restore_latest(like.as_tree(), self.log)
+    finally:
+      ckpt.close()
+    if restored is None or restored[0] != self.config.train.epochs:
+      raise ValueError(f"{what} needs the trained parameters of its last epoch, but "
+                       f"{checkpoint_dir} holds no checkpoint of epoch "
+                       f"{self.config.train.epochs}: delete that phase's file under phases/ "
+                       "and rerun the same command to train it again")
+    return restored[1]["states"]
+
   def evaluate(self, states, split: str, num_members: int | None = None) -> list[dict]:
     """Per-member summaries of the first `num_members` members (all: None), e.g. unpadded."""
     return summaries_from_confusions(np.asarray(self.confusions(states, split))[:num_members])
 
   def fit(self, phase: str, labels: list[str], seeds: list[int], hparams: MemberHParams,
           checkpoint_dir: str | None = None, tensorboard_dir: str | None = None,
-          on_epoch: Callable[[], None] | None = None):
+          on_epoch: Callable[[], None] | None = None, initial_states=None,
+          epochs: int | None = None):
     """Trains len(seeds) members in one compiled program, resuming from `checkpoint_dir`.
 
     Args:
@@ -154,6 +199,9 @@ class Trainer:
       checkpoint_dir: where each epoch's carry is saved and resumed from (None: not saved).
       tensorboard_dir: per-member training curves (None: none written).
       on_epoch: called after each epoch's checkpoint; a Ctrl-C (run_control) stops here.
+      initial_states: stacked states to start from (`head_states`); None = initialised from
+        the seeds with the config's optimizer.
+      epochs: epochs of this phase; None = train.epochs.
 
     Returns:
       (states, carried hparams, history {field: [E, epochs]}). With a mesh of D devices the
@@ -161,16 +209,18 @@ class Trainer:
       the states stay split evenly over the devices instead of coming back whole on each; the
       returned states keep the padding (`evaluate` drops it), hparams and history do not.
     """
-    epochs, n = self.config.train.epochs, len(seeds)
+    epochs, n = epochs or self.config.train.epochs, len(seeds)
     seeds = sharding.pad_to_mesh(list(seeds), self.mesh)
     ckpt = checkpoint_lib.PhaseCheckpointer(checkpoint_dir) if checkpoint_dir else None
-    start, carry = self._restore(phase, ckpt, self._initial_carry(seeds, n, hparams))
+    start, carry = self._restore(phase, ckpt,
+                                 self._initial_carry(seeds, n, hparams, epochs, initial_states))
     writers = (TensorBoard(tensorboard_dir, labels)
                if tensorboard_dir and sharding.is_primary() else None)
     if start < epochs:
       self.log(f"[{phase}] training {n} member{'s' if n > 1 else ''} for {epochs - start} "
                f"epoch{'s' if epochs - start > 1 else ''} ({self.steps_per_epoch} steps each)")
-    epoch = self._run_epochs(phase, labels, seeds, n, start, carry, ckpt, writers, on_epoch)
+    epoch = self._run_epochs(phase, labels, seeds, n, start, epochs, carry, ckpt, writers,
+                             on_epoch)
     if start < epochs:
       self._log_members(labels, carry.history, epoch)
     if writers is not None:
@@ -179,11 +229,13 @@ class Trainer:
       ckpt.close()
     return carry.states, jax.tree.map(lambda x: x[:n], carry.hparams), carry.history
 
-  def _initial_carry(self, seeds: list[int], n: int, hparams: MemberHParams) -> _Carry:
-    epochs = self.config.train.epochs
+  def _initial_carry(self, seeds: list[int], n: int, hparams: MemberHParams, epochs: int,
+                     initial_states=None) -> _Carry:
+    if initial_states is None:
+      initial_states = programs.init_ensemble(self.model, self.tx, self.sample_inputs, seeds,
+                                              mesh=self.mesh)
     return _Carry(
-        states=programs.init_ensemble(self.model, self.tx, self.sample_inputs, seeds,
-                                      mesh=self.mesh),
+        states=initial_states,
         hparams=sharding.replicate(sharding.pad_to_mesh(hparams, self.mesh), self.mesh),
         history={k: np.full((n, epochs), np.nan, np.float32) for k in HISTORY_FIELDS})
 
@@ -197,12 +249,13 @@ class Trainer:
     return start, _Carry(tree["states"], tree["hparams"],
                          {k: np.array(v) for k, v in tree["history"].items()})
 
-  def _run_epochs(self, phase, labels, seeds, n, start, carry: _Carry, ckpt, writers,
+  def _run_epochs(self, phase, labels, seeds, n, start, epochs, carry: _Carry, ckpt, writers,
                   on_epoch) -> int:
     """Epochs start..epochs-1 (updating `carry` in place); returns the last epoch run."""
     cfg = self.config.train
-    epochs = cfg.epochs
     dynamic = bool(np.any(np.asarray(carry.hparams.dynamic_tau) >= 0))
+    # the validation split goes into the epoch program only when a member updates from it
+    online = self.validation_set() if np.any(np.asarray(carry.hparams.online_eta) > 0) else ()
     eval_each_epoch = dynamic or cfg.eval_every_epoch
     tracked = self.mesh is None and self.progress != "off"
     bar = tracked and self.progress == "bar"
@@ -216,7 +269,7 @@ class Trainer:
       with console.epoch_progress(f"[{phase}] epoch {epoch + 1}/{epochs}", bar_steps, bar, pace):
         carry.states, carry.hparams, m = epoch_fn(
             carry.states, carry.hparams, programs.ensemble_epoch_keys(seeds, epoch),
-            jnp.int32(epoch), self.train_inputs, self.train_labels)
+            jnp.int32(epoch), self.train_inputs, self.train_labels, *online)
         # waits for the epoch (the bar closes when it is done); padding members dropped
         m = jax.tree.map(lambda x: x[:n], jax.device_get(m))
       val_acc = np.full(n, np.nan, np.float32)
@@ -235,7 +288,8 @@ class Trainer:
       if writers is not None:
         writers.write(epoch + 1, {k: carry.history[k][:, epoch] for k in HISTORY_FIELDS})
       epoch_seconds.append(seconds)
-      self._log_epoch(phase, labels, carry.history, epoch, seconds, epoch_seconds, finite)
+      self._log_epoch(phase, labels, carry.history, epoch, epochs, seconds, epoch_seconds,
+                      finite)
       if not finite.any():
         self.log(f"[{phase}] every member is non-finite after epoch {epoch + 1}: stopping this "
                  "phase (lower the learning rate or the rule's hyper-parameters)")
@@ -271,8 +325,8 @@ class Trainer:
       hparams = weighting.ensemble_dynamic_weights_update(hparams, cms)
     return val_acc, hparams
 
-  def _log_epoch(self, phase, labels, history, epoch, seconds, epoch_seconds, finite) -> None:
-    epochs = self.config.train.epochs
+  def _log_epoch(self, phase, labels, history, epoch, epochs, seconds, epoch_seconds, finite
+                 ) -> None:
     # The first epoch of a process includes compiling: later ones tell the pace better.
     eta = float(np.median(epoch_seconds[1:] or epoch_seconds)) * (epochs - epoch - 1)
     left = ("~" if len(epoch_seconds) > 1 else "at most ~") + console.format_seconds(eta)

@@ -23,15 +23,17 @@ def format_vector(v, shown: int = 30) -> str:
   return "[" + " ".join(f"{x:.3f}" for x in v) + "]"
 
 
-def member_hparams(specs, sources: dict, data, config, log: console.Printer) -> MemberHParams:
+def member_hparams(specs, sources: dict, data, epochs: int, num_seeds: int,
+                   log: console.Printer) -> MemberHParams:
   """The stacked MemberHParams [E] of `specs` (rules/members.MemberSpec), each from
-  `sources[spec.label]` (study.ScoreSource: the seed's scores and whether they are finite)."""
+  `sources[spec.label]` (study.ScoreSource: the seed's scores and whether they are finite),
+  for a phase of `epochs` epochs (a rule's schedule, e.g. drw's start, follows it)."""
   counts = data.class_counts
   hps = []
   for m in specs:
     src = sources[m.label]
     if src.finite:
-      hps.append(m.rule.member_hparams(src.tpr, counts, config.train.epochs, data.class_names))
+      hps.append(m.rule.member_hparams(src.tpr, counts, epochs, data.class_names))
       continue
     # Scores of a diverged member are argmaxes of NaN logits: derive nothing from them.
     log(f"weights {m.label}: not derived, its source {src.scored_by} is non-finite; trained "
@@ -43,8 +45,10 @@ def member_hparams(specs, sources: dict, data, config, log: console.Printer) -> 
       grids.setdefault(m.rule.family, set()).add(m.rule.label)
     else:
       log(f"weights {m.label:<44s} {format_vector(h.class_weights)}"
-          + (f"  sampling {format_vector(h.sample_weights)}" if bool(h.oversample) else ""))
+          + (f"  sampling {format_vector(h.sample_weights)}" if bool(h.oversample) else "")
+          + (f"  logit offsets {format_vector(h.logit_offsets)}"
+             if np.any(np.asarray(h.logit_offsets) != 0) else ""))
   for family, rules in grids.items():
-    log(f"weights {family}: a grid of {len(rules)} rules x {len(config.seeds)} seed(s), each "
+    log(f"weights {family}: a grid of {len(rules)} rules x {num_seeds} seed(s), each "
         "member's weights in results.json")
   return ensemble.stack(hps)
