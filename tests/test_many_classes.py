@@ -4,7 +4,7 @@ import ml_collections
 import numpy as np
 
 from configs import common
-from lwi_jax.report import markdown, plots
+from lwi_jax.report import markdown, plots, scores_markdown, text_format
 from lwi_jax.report import results as results_lib
 
 C = 40
@@ -42,7 +42,7 @@ def test_plots_above_30_classes_are_pairs_and_sorted_curves(tmp_path):
   results = _results("w")
   plots.write_all(str(tmp_path), results)
   names = sorted(p.name for p in tmp_path.iterdir())
-  assert names == sorted(markdown.plot_names(results)) == [
+  assert names == sorted(text_format.plot_names(results)) == [
       "confused_pairs_baseline.png", "confused_pairs_best.png", "tpr_sorted.png",
       "training_curves.png"]
   for name in names:
@@ -70,7 +70,7 @@ def test_scores_section_above_30_classes_shows_the_extreme_scores():
       "config": {"confidence": 0.95, "method": "validation", "shrinkage": "none"},
       "seeds": [{"seed": 0, "n": np.full(C, 5), "raw": raw, "wilson_low": raw / 2,
                  "wilson_high": raw, "tpr": raw}]}
-  lines = markdown.scores_section(results)
+  lines = scores_markdown.scores_section(results)
   header = next(line for line in lines if line.startswith("| seed |"))
   assert header.count("| class") == 15 and "class00 |" in header and "class39 |" in header
   assert "the 10 lowest and 5 highest scores of seed 0 of 40 classes" in "\n".join(lines)

@@ -8,8 +8,8 @@ Evenness (`compare.evenness`, higher = more even, so a front maximises both coor
 
 Intervals come from the stratified bootstrap of bootstrap.py: one resample of the split's
 examples per replicate, applied to every member (so a rule's difference to its seed's baseline
-is paired), each rule's statistic the mean over its seeds. Numbers only; report/markdown.py and
-report/plots.py render them.
+is paired), each rule's statistic the mean over its seeds. Numbers only;
+report/decision_markdown.py and report/plots.py render them.
 """
 
 from __future__ import annotations

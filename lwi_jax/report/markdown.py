@@ -1,10 +1,11 @@
-"""Every text a person reads about a study: report.md, the console's closing table and
-decision, the failure line. Rendered from the results dict (report/results.py); nothing here
-computes a statistic.
+"""report.md as one document, the console's closing table and the failure line: the setup,
+each round's comparison table, per-class TPRs and McNemar's tests, the sentences on how to
+read them. Rendered from the results dict (report/results.py); nothing here computes a
+statistic.
 
-It runs over 350 lines because report.md is one document: its sections (the tables, who paid,
-the confused pairs, the post-hoc offsets, the front) share the interval and p-value
-formatting, and splitting them would make a module that imports this one back.
+The sections with a job of their own live beside it and are assembled here: who paid
+(paid_markdown.py), the held-out decision and the front (decision_markdown.py), the scores
+behind the weights (scores_markdown.py); the formats they share are in text_format.py.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import os
 
 import numpy as np
 
-from lwi_jax.report import front
+from lwi_jax.report.decision_markdown import front_section
+from lwi_jax.report.paid_markdown import confused_line, detail_section, who_paid_line
 from lwi_jax.report.results import NON_FINITE, OK, mean_or_nan
-
-# Above this many classes per-class columns and C x C images are unreadable (a 200-class
-# confusion PNG was 9558 x 8643 px): the report lists the worst and best classes, the plots show
-# sorted TPR curves and the most-confused pairs (plots.py).
-MANY_CLASSES = 30
-WORST_SHOWN, BEST_SHOWN = 10, 5
+from lwi_jax.report.scores_markdown import scores_section
+from lwi_jax.report.text_format import (BEST_SHOWN, MANY_CLASSES, WORST_SHOWN, best_row, ci_text,
+                                        json_compact, p_text, plot_names, seconds_text)
 
 TEST_TEXT = {
     "bootstrap": "p and brackets come from a paired, stratified bootstrap over the test examples "
@@ -31,22 +30,6 @@ TEST_TEXT = {
     "paired_t": "p is the paired t-test of the per-seed differences (brackets: its 95% "
                 "t-interval; it ignores the test set's own sampling noise)",
     "none": "no test was requested (brackets: paired t-interval where there are >= 2 seeds)"}
-
-
-def _ci(s: dict, scale: float = 1.0, digits: int = 2) -> str:
-  if not math.isfinite(s["ci_low"]):
-    return f"{s['mean'] * scale:+.{digits}f}"
-  return (f"{s['mean'] * scale:+.{digits}f} [{s['ci_low'] * scale:+.{digits}f}, "
-          f"{s['ci_high'] * scale:+.{digits}f}]")
-
-
-def p_text(x: float) -> str:
-  """A p-value as the report prints it ("<0.001" below 0.001, "–" when undefined)."""
-  return _p(x)
-
-
-def _p(x: float) -> str:
-  return "–" if x is None or not math.isfinite(x) else (f"{x:.3f}" if x >= 0.001 else "<0.001")
 
 
 def report_markdown(results: dict) -> str:
@@ -131,7 +114,7 @@ def comparison_table(baseline: list[dict], rows: list[dict], baseline_seconds=No
            "worst TPR % | Δworst (pts) | train s |", "|---" * 11 + "|"]
   if baseline:
     lines.append(f"| baseline | {base_acc * 100:.2f} | | | {base_var * 1e3:.2f} | | | | "
-                 f"{base_worst * 100:.1f} | | {_seconds(baseline_seconds)} |")
+                 f"{base_worst * 100:.1f} | | {seconds_text(baseline_seconds)} |")
   else:
     lines.append("| baseline | excluded: every baseline member non-finite | | | | | | | | | |")
   for row in rows:
@@ -142,28 +125,18 @@ def comparison_table(baseline: list[dict], rows: list[dict], baseline_seconds=No
     mark = " †" if row.get("excluded") else ""
     lines.append(
         f"| {row['rule']}{mark} | {row['accuracy_mean'] * 100:.2f} | "
-        f"{_ci(row['delta_accuracy'], 100)} | {_p(row['delta_accuracy']['p_value'])} | "
-        f"{row['var_tpr_mean'] * 1e3:.2f} | {_ci(row['D'], 1e3)} | {_p(row['D']['p_value'])} | "
-        f"{_p(row['D']['p_holm'])} | {row['worst_tpr_mean'] * 100:.1f} | "
-        f"{_ci(row['delta_worst_tpr'], 100, 1)} | {_seconds(row.get('train_seconds'))} |")
+        f"{ci_text(row['delta_accuracy'], 100)} | {p_text(row['delta_accuracy']['p_value'])} | "
+        f"{row['var_tpr_mean'] * 1e3:.2f} | {ci_text(row['D'], 1e3)} | "
+        f"{p_text(row['D']['p_value'])} | "
+        f"{p_text(row['D']['p_holm'])} | {row['worst_tpr_mean'] * 100:.1f} | "
+        f"{ci_text(row['delta_worst_tpr'], 100, 1)} | {seconds_text(row.get('train_seconds'))} |")
   return lines
-
-
-def _seconds(x) -> str:
-  return "–" if x is None or not math.isfinite(x) else f"{x:.0f}"
-
-
-def _best(results: dict) -> dict | None:
-  """The comparison row of results["best_rule"] (last round), or None."""
-  name = results.get("best_rule", {}).get("rule")
-  rows = results["comparisons"][-1] if results["comparisons"] else []
-  return next((r for r in rows if r["rule"] == name), None)
 
 
 def best_rule_sentence(results: dict) -> str:
   info = results["best_rule"]
   rows = results["comparisons"][-1] if results["comparisons"] else []
-  best = _best(results)
+  best = best_row(results)
   finite = [r for r in rows if math.isfinite(r["D"]["mean"])]
   largest = max(finite, key=lambda r: r["D"]["mean"], default=None)
   text = (f"Best rule: `{best['rule']}` (D {best['D']['mean'] * 1e3:+.2f}×10⁻³, Δacc "
@@ -217,10 +190,6 @@ def non_finite_section(results: dict) -> list[str]:
   return lines + [""]
 
 
-def json_compact(d: dict) -> str:
-  return ", ".join(f"{k}={v}" for k, v in d.items() if k != "name")
-
-
 def significant_sentence(results: dict) -> str:
   rows = results["comparisons"][-1]
   if results["test"] == "none" or (results["test"] == "paired_t"
@@ -248,13 +217,9 @@ def mcnemar_lines(rows: list[dict]) -> list[str]:
            "|---|" + "---|" * len(rows[0]["seeds"])]
   for r in rows:
     lines.append(f"| {r['rule']} | " + " | ".join(
-        f"{m['baseline_only']}/{m['rule_only']}, p {_p(m['p_value'])}" for m in r["mcnemar"])
+        f"{m['baseline_only']}/{m['rule_only']}, p {p_text(m['p_value'])}" for m in r["mcnemar"])
         + " |")
   return lines + [""]
-
-
-def _percent(x: float) -> str:
-  return "–" if not math.isfinite(x) else f"{x * 100:.1f}"
 
 
 def tpr_table(names, base_tpr: np.ndarray, rows: list[dict]) -> list[str]:
@@ -280,199 +245,6 @@ def tpr_table(names, base_tpr: np.ndarray, rows: list[dict]) -> list[str]:
   return lines
 
 
-def plot_names(results: dict) -> list[str]:
-  """The figures plots.write_all draws for `results`, in its order."""
-  many = len(results["dataset"]["class_names"]) > MANY_CLASSES
-  prefix = "confused_pairs_" if many else "confusion_"
-  paid = not many and any(r.get("n", 1) for r in (results["comparisons"] or [[]])[-1])
-  return (["tpr_sorted.png" if many else "tpr_bars.png", prefix + "baseline.png"]
-          + ([prefix + "best.png"] if _best(results) else [])
-          + ["training_curves.png"] + (["who_paid.png"] if paid else []))
-
-
-def delta_tpr(results: dict, row: dict):
-  """(mean [C], low [C] or None, high [C] or None): a row's per-class test TPR change against
-  its seeds' baselines, with the bootstrap's intervals when the study has them."""
-  d = row.get("delta_tpr")
-  if d:
-    return np.asarray(d["mean"]), np.asarray(d["ci_low"]), np.asarray(d["ci_high"])
-  seeds = row.get("seeds")
-  base = [m["test"]["tpr"] for m in results["baseline"] if m.get("status", OK) == OK
-          and (seeds is None or m.get("seed") in seeds)]
-  base = np.mean(base, 0) if base else np.nan
-  return np.asarray(row["tpr_mean"]) - base, None, None
-
-
-def _paid_text(names, mean, low, high, shown: int) -> str:
-  """'GB −1.2 [−2.0, −0.4]' per class; above `shown` classes the 3 largest losses and gains."""
-  order = np.argsort(mean, kind="stable")
-  idx = order if len(names) <= shown else np.concatenate([order[:3], order[-3:]])
-  return ", ".join(f"{names[i]} {mean[i] * 100:+.1f}"
-                   + (f" [{low[i] * 100:+.1f}, {high[i] * 100:+.1f}]" if low is not None else "")
-                   for i in (sorted(idx) if len(names) <= shown else idx))
-
-
-def who_paid_line(results: dict) -> str | None:
-  """Console: the best rule's per-class TPR changes (who gained, who paid)."""
-  best = _best(results)
-  if best is None:
-    return None
-  mean, low, high = delta_tpr(results, best)
-  return (f"Who paid for `{best['rule']}` (test ΔTPR, pts): "
-          + _paid_text(results["dataset"]["class_names"], mean, low, high, 10) + ".")
-
-
-def _pair_names(results: dict) -> list[str]:
-  names = results["dataset"]["class_names"]
-  return [f"{names[p['true']]}→{names[p['predicted']]}"
-          for p in results.get("confused_pairs", {}).get("pairs", [])]
-
-
-def confused_line(results: dict) -> str | None:
-  """Console: the baseline's most-confused pairs (share of the true class's test examples)."""
-  cp = results.get("confused_pairs", {})
-  if not cp.get("pairs"):
-    return None
-  shares = cp["baseline"]["share"]
-  return ("Most confused (baseline, test, share of the true class): "
-          + ", ".join(f"{n} {x * 100:.1f}%" for n, x in zip(_pair_names(results), shares))
-          + "; per rule, who paid and the post-hoc offsets: report.md.")
-
-
-def detail_section(results: dict) -> list[str]:
-  """report.md, last round: more evenness measures and costs, who paid, the most-confused
-  pairs, the post-hoc offsets."""
-  if not results["comparisons"]:
-    return []
-  rows = [r for r in results["comparisons"][-1] if r.get("n", 1)]
-  names = results["dataset"]["class_names"]
-  k = int(results["config"].get("compare", {}).get("worst_k", 2))
-  base_s = results.get("phase_seconds", {}).get("baseline")
-  lines = ["## Is retraining worth it? Evenness measures, cost, who paid", "",
-           "Test split, means over seeds.", "",
-           f"- worst-{k}: mean TPR of the {k} worst classes (`compare.worst_k`);",
-           "- harmonic-mean TPR: C / Σ 1/s_c (0 when a class has TPR 0);",
-           "- noise-corrected Var = Var(s) − mean_c s_c(1 − s_c)/n_c: Var(s) less the binomial "
-           "noise of TPRs measured on n_c test examples;",
-           "- train s: training seconds (the phase's epoch wall times, compilation included) of "
-           "the baseline, and of each rule beyond the baseline (its members' share of the "
-           "retraining phase);",
-           "- post-hoc rows (`+`) train nothing (the fit takes milliseconds): `baseline+…` costs "
-           "0, `rule+…` what the rule cost.", "",
-           f"| rule | worst-{k} TPR % | harmonic-mean TPR % | noise-corrected Var×10³ | "
-           "train s |", "|---|---|---|---|---|"]
-  if rows:
-    r0 = rows[0]
-    lines.append(f"| baseline | {_percent(r0['baseline_worst_k_tpr_mean'])} | "
-                 f"{_percent(r0['baseline_hmean_tpr_mean'])} | "
-                 f"{r0['baseline_var_tpr_noise_corrected_mean'] * 1e3:.2f} | "
-                 f"{_seconds(base_s)} |")
-  for r in rows:
-    lines.append(f"| {r['rule']} | {_percent(r.get('worst_k_tpr_mean', math.nan))} | "
-                 f"{_percent(r.get('hmean_tpr_mean', math.nan))} | "
-                 f"{r.get('var_tpr_noise_corrected_mean', math.nan) * 1e3:.2f} | "
-                 f"{_seconds(r.get('train_seconds'))} |")
-  lines += ["", "Who paid: per-class test TPR change, rule − baseline, points"
-            + (" [95% bootstrap interval]" if any(r.get("delta_tpr") for r in rows) else "")
-            + (f" (above {MANY_CLASSES} classes: the 3 largest losses and gains)"
-               if len(names) > MANY_CLASSES else "") + "; plot `plots/who_paid.png`"
-            * (len(names) <= MANY_CLASSES) + ":", ""]
-  if len(names) <= MANY_CLASSES:
-    lines += ["| rule | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for r in rows:
-      mean, low, high = delta_tpr(results, r)
-      lines.append(f"| {r['rule']} | " + " | ".join(
-          f"{mean[i] * 100:+.1f}" + (f" [{low[i] * 100:+.1f}, {high[i] * 100:+.1f}]"
-                                     if low is not None else "") for i in range(len(names)))
-          + " |")
-  else:
-    lines += [f"- `{r['rule']}`: " + _paid_text(names, *delta_tpr(results, r), 0) for r in rows]
-  cp = results.get("confused_pairs", {})
-  if cp.get("pairs"):
-    pairs = _pair_names(results)
-    lines += ["", "Most-confused pairs of the baseline (test, true → predicted): mean count over "
-              "seeds (share of the true class's examples); rules: share (change in points):", "",
-              "| rule | " + " | ".join(pairs) + " |", "|---|" + "---|" * len(pairs),
-              "| baseline | " + " | ".join(f"{c:.1f} ({x * 100:.1f}%)" for c, x in zip(
-                  cp["baseline"]["count"], cp["baseline"]["share"])) + " |"]
-    for rule, v in cp["rules"].items():
-      lines.append(f"| {rule} | " + " | ".join(
-          f"{x * 100:.1f}% ({(x - b) * 100:+.1f})"
-          for x, b in zip(v["share"], cp["baseline"]["share"])) + " |")
-  lines += posthoc_lines(results)
-  return lines + [""]
-
-
-def posthoc_lines(results: dict) -> list[str]:
-  """The post-hoc members' offsets b (argmax(logits + b)), each fitted on its split."""
-  members = results.get("posthoc", [])
-  if not members:
-    return []
-  names = results["dataset"]["class_names"]
-  many = len(names) > MANY_CLASSES
-  lines = ["", "Post-hoc offsets b per member (prediction argmax(logits + b); fitted on the "
-           "split named; `logit_offsets:gamma=g`: b = −g·log(s/s̄), `tpr_parity`: fitted towards "
-           "equal TPRs within `compare.max_accuracy_drop`; lwi_jax/rules/posthoc.py):", "",
-           "| member | fitted on | " + ("offsets (min, median, max)" if many
-                                       else " | ".join(names)) + " |",
-           "|---|---|" + ("---|" if many else "---|" * len(names))]
-  for m in members:
-    b = np.asarray(m["posthoc"]["offsets"], np.float64)
-    vals = (f"{b.min():+.2f}, {np.median(b):+.2f}, {b.max():+.2f}" if many
-            else " | ".join(f"{x:+.2f}" for x in b))
-    lines.append(f"| {m['label']} | {m['posthoc']['fit_split']} | {vals} |")
-  return lines
-
-
-def scores_section(results: dict) -> list[str]:
-  """Markdown: the scores behind the weights, with intervals, and each weight's interval."""
-  sc = results.get("scores")
-  if not sc:
-    return []
-  all_names = results["dataset"]["class_names"]
-  cols = np.arange(len(all_names))
-  if len(all_names) > MANY_CLASSES:  # the lowest and highest scores of the first seed
-    order = np.argsort(np.asarray(sc["seeds"][0]["raw"]), kind="stable")
-    cols = np.concatenate([order[:WORST_SHOWN], order[-BEST_SHOWN:]])
-  names = [all_names[i] for i in cols]
-  pick = lambda v: np.asarray(v)[cols]
-  conf = sc["config"]["confidence"]
-  how = ("out-of-fold predictions of " + str(sc["config"]["folds"]) + " fold members per seed "
-         "over the training pool" if sc["config"]["method"] == "crossfit"
-         else "each seed's baseline on the validation split")
-  lines = [f"## Scores behind the weights (method `{sc['config']['method']}`)", "",
-           f"Per-class TPR s from {how}; brackets: {conf:.0%} Wilson intervals; n = examples "
-           f"scored per class. Shrinkage: `{sc['config']['shrinkage']}`"
-           + (" (the rules used the shrunk s in the last line of each seed)."
-              if sc["config"]["shrinkage"] != "none" else ".")
-           + (f" Shown: the {WORST_SHOWN} lowest and {BEST_SHOWN} highest scores of seed "
-              f"{sc['seeds'][0]['seed']} of {len(all_names)} classes (all: `results.json`)."
-              if len(cols) < len(all_names) else ""), "",
-           "| seed | n/class | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-  for rec in sc["seeds"]:
-    n = np.asarray(rec["n"])
-    lines.append(f"| {rec['seed']} | {int(n.min())}–{int(n.max())} | " + " | ".join(
-        f"{_percent(s)} [{_percent(lo)}, {_percent(hi)}]" for s, lo, hi in
-        zip(pick(rec["raw"]), pick(rec["wilson_low"]), pick(rec["wilson_high"]))) + " |")
-    if sc["config"]["shrinkage"] != "none":
-      lines.append(f"| {rec['seed']} shrunk | | " + " | ".join(_percent(s) for s in pick(rec["tpr"]))
-                   + " |")
-  rows = [m for m in results["rounds"][0] if m.get("weight_interval")] if results["rounds"] else []
-  if rows:
-    lines += ["", f"Round-1 weights with {conf:.0%} intervals (parametric bootstrap of the "
-              "score counts through shrinkage and rule; sampling weights for `oversample`):", "",
-              "| member | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for m in rows:
-      field = "sample_weights" if m.get("rule_name") == "oversample" else "class_weights"
-      w = pick(m["initial_class_weights" if field == "class_weights" else field])
-      iv = m["weight_interval"][field]
-      lines.append(f"| {m['label']} | " + " | ".join(
-          f"{x:.2f} [{lo:.2f}, {hi:.2f}]" for x, lo, hi in zip(w, pick(iv["low"]),
-                                                                pick(iv["high"]))) + " |")
-  lines.append("")
-  return lines
-
-
 def failure_line(results: dict) -> str | None:
   """One line saying why a finished study cannot be trusted, or None if it can."""
   bad = results.get("non_finite_members", [])
@@ -486,67 +258,3 @@ def failure_line(results: dict) -> str | None:
           f"comparisons. See {os.path.join(results['config']['workdir'], 'report.md')}; lower "
           "the learning rate or the rule's hyper-parameters")
 
-
-def _gain(s: dict, scale: float) -> str:
-  return _ci(s, scale) + f" (p {_p(s['p_value'])})"
-
-
-def _level(s: dict, scale: float) -> str:
-  return f"{s['mean'] * scale:.2f} [{s['ci_low'] * scale:.2f}, {s['ci_high'] * scale:.2f}]"
-
-
-def decision_lines(results: dict, workdir: str) -> list[str]:
-  """The console's last lines (<= 4): the held-out choice, its confirmed effect, the naive
-  pick's optimism, where the recommendation is."""
-  sel = results.get("selection")
-  if not sel:
-    return []
-  scale = front.evenness_scale(sel["evenness"])
-  unit = "D×10³" if sel["evenness"] == "var" else f"{sel['evenness']} gain (pts)"
-  where = (f"the {sel['split']} split (held out)" if sel["independent"]
-           else f"the {sel['split']} split (NOT held out: {sel['why']})")
-  c, n = sel["chosen"], sel["naive"]
-  if c is None:
-    lines = [f"Decision on {where}: no rule qualifies (no significant gain within the "
-             "accuracy tolerance there; criterion in report.md): keep the unweighted loss."]
-  else:
-    family = f" (family `{c['family']}`)" if c["family"] != c["rule"] else ""
-    lines = [f"Decision on {where}: `{c['rule']}`{family}.",
-             f"  {unit}: selection {_gain(c['selection']['gain'], scale)}; confirmed on test "
-             f"{_gain(c['test']['gain'], scale)}, Δacc "
-             f"{c['test']['delta_accuracy']['mean'] * 100:+.2f} pts."]
-  if n is not None:
-    lines.append(f"  Best on test would be `{n['rule']}`: test "
-                 f"{n['test']['gain']['mean'] * scale:+.2f} vs "
-                 f"{n['selection']['gain']['mean'] * scale:+.2f} on the selection split "
-                 f"(optimism {n['optimism'] * scale:+.2f}).")
-  lines.append(f"  Recommendation: {os.path.join(workdir, 'recommendation.json')} "
-               f"(python -m lwi_jax.report.recommend {workdir})")
-  return lines
-
-
-def front_section(results: dict) -> list[str]:
-  """report.md: the held-out choice, the naive pick, and the test split's front as a table."""
-  sel = results.get("selection")
-  if not sel:
-    return []
-  scale = front.evenness_scale(sel["evenness"])
-  label = front.EVENNESS_TEXT[sel["evenness"]].format(k=sel["worst_k"])
-  lines = ["## The accuracy-evenness front and the held-out choice", "",
-           f"Evenness: `{sel['evenness']}` ({label}, higher = more even). The choice is made on "
-           f"the {sel['split']} split by {sel['criterion']}, then confirmed once on test. "
-           + ("It is held out: " if sel["independent"] else "**It is not held out**: ")
-           + sel["why"] + ".", ""]
-  lines += decision_lines(results, results["config"]["workdir"])[:-1]
-  lines += ["", "Front on the test split (✓ = not dominated in accuracy and evenness; "
-            "brackets: 95% bootstrap intervals over test examples; plot `plots/front.png`):", "",
-            f"| family | point | on front | acc % | {label} | Δacc (pts) | gain | gain on the "
-            "selection split |", "|---|---|---|---|---|---|---|---|"]
-  rows, held = sel["evidence"]["test"]["rules"], sel["evidence"]["selection"]["rules"]
-  for p in sel["front"]["test"]:  # a grid's members are contiguous: one family after another
-    a, e, diff = p["accuracy"], p["evenness"], rows.get(p["rule"])
-    lines.append(f"| {sel.get('families', {}).get(p['rule'], '')} | {p['rule']} | "
-                 f"{'✓' if p['on_front'] else ''} | {_level(a, 100)} | {_level(e, scale)} | "
-                 + (f"{_ci(diff['delta_accuracy'], 100)} | {_gain(diff['gain'], scale)} | "
-                    f"{_gain(held[p['rule']]['gain'], scale)} |" if diff else " | | |"))
-  return lines + [""]

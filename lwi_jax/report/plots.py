@@ -11,12 +11,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lwi_jax.report import markdown  # noqa: E402
-from lwi_jax.report.markdown import MANY_CLASSES  # noqa: E402
 from lwi_jax.report import front  # noqa: E402
+from lwi_jax.report.paid_markdown import delta_tpr  # noqa: E402
+from lwi_jax.report.text_format import MANY_CLASSES, plot_names  # noqa: E402
 from lwi_jax.runtime import io_utils  # noqa: E402
 
-TOP_PAIRS = 25  # bars of confused_pairs_*.png (drawn above markdown.MANY_CLASSES classes)
+TOP_PAIRS = 25  # bars of confused_pairs_*.png (drawn above MANY_CLASSES classes)
 
 
 def _label(text) -> str:
@@ -189,7 +189,7 @@ def who_paid(results: dict):
   fig, ax = plt.subplots(figsize=(min(18, max(8, len(names) * 0.25 * len(rows))), 4.5))
   colors = plt.get_cmap("tab20" if len(rows) > 10 else "tab10").colors
   for i, row in enumerate(rows):
-    mean, low, high = markdown.delta_tpr(results, row)
+    mean, low, high = delta_tpr(results, row)
     err = None if low is None else np.abs(np.stack([mean - low, high - mean])) * 100
     ax.bar(x + (i - (len(rows) - 1) / 2) * width, mean * 100, width, yerr=err, capsize=2,
            label=_label(row["rule"]), color=colors[i % len(colors)])
@@ -239,7 +239,7 @@ def write_all(directory: str, results: dict) -> list[str]:
               f"{best['max_accuracy_drop']:g} pts of accuracy; summed over seeds)"),
          prefix + "best.png")
   save(training_curves(results), "training_curves.png")
-  if "who_paid.png" in markdown.plot_names(results):
+  if "who_paid.png" in plot_names(results):
     save(who_paid(results), "who_paid.png")
   if results.get("selection"):
     save(front_plot(results["selection"]), "front.png")

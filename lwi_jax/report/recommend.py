@@ -25,8 +25,9 @@ import sys
 
 import numpy as np
 
-from lwi_jax.report import front, markdown
+from lwi_jax.report import front
 from lwi_jax.report.results import OK
+from lwi_jax.report.text_format import p_text
 from lwi_jax.rules import weighting
 from lwi_jax.runtime import io_utils
 
@@ -112,7 +113,7 @@ def _effect(ev: dict, scale: float) -> str:
   g = ev["gain"]
   a = ev["delta_accuracy"]
   return (f"gain {g['mean'] * scale:+.2f} [{g['ci_low'] * scale:+.2f}, {g['ci_high'] * scale:+.2f}]"
-          f" (p {markdown.p_text(g['p_value'])}), Δacc {a['mean'] * 100:+.2f} pts")
+          f" (p {p_text(g['p_value'])}), Δacc {a['mean'] * 100:+.2f} pts")
 
 
 def render(rec: dict) -> str:

@@ -39,7 +39,7 @@ from lwi_jax import data as data_lib
 from lwi_jax.data import split_manifest
 from lwi_jax.member import MemberHParams
 from lwi_jax.parallel import ensemble, sharding
-from lwi_jax.report import markdown, outputs
+from lwi_jax.report import decision_markdown, outputs
 from lwi_jax.report import results as results_lib
 from lwi_jax.report.results import OK, SOURCE_NON_FINITE
 from lwi_jax.rules import posthoc as posthoc_lib
@@ -329,7 +329,7 @@ class Study:
     self.log(f"outputs: {self.workdir}/ (report.md, results.json, summary.csv, plots/, "
              f"tensorboard/); {console.format_seconds(self.clock.wall_seconds(self._phase_keys))}"
              " in all")
-    for line in markdown.decision_lines(results, self.workdir):  # the console ends with it
+    for line in decision_markdown.decision_lines(results, self.workdir):  # the console ends with it
       self.log(line)
     return results
 
