@@ -189,7 +189,8 @@ def test_two_processes_kill_one_resume_and_equal_one_process(tmp_path):
   assert "another process died" in out0 and "Rerun the same command" in out0, out0[-3000:]
   assert "processes 2 local devices 2 mesh devices 4" in _driver_lines(out0)
   assert not (workdir / "results.json").exists()
-  assert sorted(p.name.split("-")[0] for p in (workdir / "phases").iterdir()) == ["baseline"]
+  assert sorted(p.name.split("-")[0] for p in (workdir / "phases").glob("*.json")) == [
+      "baseline"]
 
   # Run B: the same command resumes: baseline reused, round 1 restored after epoch 1.
   (rc0, out0), (rc1, out1) = _two_processes(workdir, csv, cache)

@@ -242,7 +242,8 @@ def test_labels_with_mathtext_characters_are_drawn_literally(tmp_path):
              "best_rule": {"rule": "$w$", "max_accuracy_drop": 1.0}}
   plots.write_all(str(tmp_path), results)
   assert {p.name for p in tmp_path.iterdir()} == {"tpr_bars.png", "confusion_baseline.png",
-                                                 "confusion_best.png", "training_curves.png"}
+                                                 "confusion_best.png", "training_curves.png",
+                                                 "who_paid.png"}
   fig = plots.confusion(np.eye(3), names, "t")
   fig.canvas.draw()
   shown = [t.get_text() for t in fig.axes[0].get_xticklabels()]
