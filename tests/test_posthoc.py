@@ -57,6 +57,32 @@ def test_tpr_parity_never_costs_more_than_the_accuracy_bound(max_drop):
     assert np.var(s) < np.var(s0)
 
 
+def _names_like(seed=0, n=1000):
+  """Two confusable classes (a GB/US pair) with their boundary biased towards the first, and
+  three easy ones: the weak class is weak because of the pair's overlap, so evening it costs
+  accuracy, and the EG steps (in the logits' scale) overshoot the bound at once."""
+  rng = np.random.default_rng(seed)
+  c = 5
+  labels = np.repeat(np.arange(c), n)
+  logits = rng.normal(size=(c * n, c)) * 2.0
+  logits[np.arange(c * n), labels] += 6.0
+  pair = labels < 2
+  z = rng.normal(size=pair.sum()) * 1.5 + np.where(labels[pair] == 0, 0.6, -0.6)
+  logits[pair, 0], logits[pair, 1] = 8.0 + z, 7.0 - z
+  return logits, labels
+
+
+def test_tpr_parity_finds_the_offsets_where_the_accuracy_bound_binds():
+  """Every EG iterate past b = 0 costs more than the bound here (the fit used to return 0):
+  the segment towards the most even iterate holds offsets that are more even within it."""
+  logits, labels = _names_like()
+  b = posthoc.fit_tpr_parity(logits, labels, 5, max_drop_points=1.0)
+  pred = posthoc.adjusted_predictions(logits, b)
+  s0, s = posthoc.tpr(logits.argmax(1), labels, 5), posthoc.tpr(pred, labels, 5)
+  assert np.var(s) < 0.95 * np.var(s0) and b[1] > b[0]  # the weak class of the pair gains
+  assert np.mean(pred == labels) >= np.mean(logits.argmax(1) == labels) - 0.01 - 1e-12
+
+
 def test_closed_form_matches_the_numpy_formula():
   rng = np.random.default_rng(2)
   logits = rng.normal(size=(300, 3))
