@@ -175,6 +175,9 @@ class _FakeTrainer:
     y = getattr(self.data, split).labels
     return np.stack([np.where(np.arange(y.size) % 2 == 0, y, 0)] * len(states))
 
+  def logits(self, states, split, num_members=None):  # config.posthoc saves them: one-hot
+    return np.eye(3, dtype=np.float32)[self.predictions(states, split, num_members)]
+
 
 def test_crossfit_trains_seeds_times_folds_as_one_ensemble(tmp_path):
   config = load_config("names")

@@ -15,6 +15,7 @@ import numpy as np
 
 from lwi_jax import metrics
 from lwi_jax.report import bootstrap, front, selection, stats
+from lwi_jax.report import costs as costs_lib
 
 TESTS = ("bootstrap", "paired_t", "none")
 IMBALANCE_KEYS = ("worst_k_tpr", "hmean_tpr", "var_tpr_noise_corrected")
@@ -214,45 +215,6 @@ def _posthoc_records(posthoc: dict, round_index: int) -> list[dict]:
   return recs
 
 
-def _trained_in(phase: dict, name: str) -> dict[str, list[int]]:
-  """Phase name -> its members' indices: a round merged from a full and a head-only phase
-  (study/phases.merge) names each member's phase; a plain phase is all `name`."""
-  groups = {}
-  for i, n in enumerate(phase.get("phase") or [name] * len(phase["rules"])):
-    groups.setdefault(n, []).append(i)
-  return groups
-
-
-def _member_seconds(phase: dict, i: int) -> float:
-  """Member i's phase's training seconds: the sum of its epochs' wall times (compilation and
-  each epoch's validation included), shared by every member trained in that phase."""
-  sec = phase["history"].get("seconds")
-  return float(np.nansum(np.asarray(sec[i], np.float64))) if sec is not None and len(sec) else 0.0
-
-
-def phase_seconds(phase: dict, name: str = "phase") -> dict[str, float]:
-  """Training seconds of each phase a round's members were trained in (see _member_seconds)."""
-  return {n: _member_seconds(phase, idx[0]) for n, idx in _trained_in(phase, name).items()}
-
-
-def _costs(round_phases: list[dict], posthoc: dict | None) -> list[dict]:
-  """Per round, rule -> training seconds spent on it beyond the baseline: its members' share of
-  the phase(s) that trained them, summed over the rounds up to this one; a post-hoc row: its
-  source rule's (0 on the baseline)."""
-  out, spent = [], {}
-  for r, phase in enumerate(round_phases):
-    rules = list(phase["rules"])
-    for idx in _trained_in(phase, f"round{r + 1}").values():
-      sec, in_phase = _member_seconds(phase, idx[0]), [rules[i] for i in idx]
-      for rule in dict.fromkeys(in_phase):
-        spent[rule] = spent.get(rule, 0.0) + sec * in_phase.count(rule) / len(in_phase)
-    out.append(dict(spent))
-  if posthoc is not None and out:
-    for rule, info in zip(posthoc["rules"], posthoc["posthoc"]):
-      out[-1][rule] = out[-1].get(info["source_rule"], 0.0)
-  return out
-
-
 def confused_pairs(baseline: list[dict], members: list[dict], top: int = TOP_CONFUSED) -> dict:
   """The baseline's most-confused (true, predicted) pairs on test, mean count over its finite
   seeds and share of the true class's examples, and the same cells of every rule."""
@@ -300,10 +262,10 @@ def assemble_results(config, data, baseline_phase: dict, round_phases: list[dict
   """
   baseline = _member_records(baseline_phase, 0)
   rounds = [_member_records(p, r + 1, specs) for r, p in enumerate(round_phases)]
-  seconds = {**phase_seconds(baseline_phase, "baseline"),
+  seconds = {**costs_lib.phase_seconds(baseline_phase, "baseline"),
              **{n: sec for r, p in enumerate(round_phases)
-                for n, sec in phase_seconds(p, f"round{r + 1}").items()}}
-  costs = _costs(round_phases, posthoc)
+                for n, sec in costs_lib.phase_seconds(p, f"round{r + 1}").items()}}
+  costs = costs_lib.rule_costs(round_phases, posthoc)
   # The post-hoc members keep a list of their own (results["posthoc"]: the rounds hold trained
   # members only) and join the last round's comparison, front and selection.
   extra = _posthoc_records(posthoc, len(round_phases)) if posthoc and round_phases else []
