@@ -196,7 +196,7 @@ def test_a_long_epoch_off_a_terminal_prints_its_pace_and_the_cpu_preset(monkeypa
   assert len(hint) == (1 if jax.default_backend() == "cpu" else 0)
 
 
-def test_cpu_preset_names_a_console_hint_only():
+def test_cpu_preset_names_a_console_hint_only(monkeypatch):
   from lwi_jax.study import phases, train_options
   config = _names_config()
   before = phases.fingerprint(config, "baseline")
@@ -208,5 +208,11 @@ def test_cpu_preset_names_a_console_hint_only():
   wrong.train.cpu_preset = 3
   with pytest.raises(ValueError, match="train.cpu_preset"):
     train_options.check(wrong)
+  # Off a terminal only such a preset on a CPU compiles the callback: a program with a host
+  # callback never enters JAX's persistent compilation cache, so every other run keeps "off".
+  monkeypatch.setattr(console, "interactive", lambda *_: False)
+  assert trainer_lib.Trainer(_names_config(), _data()).progress == "off"
+  assert trainer_lib.Trainer(config, _data()).progress == (
+      "pace" if jax.default_backend() == "cpu" else "off")
   with pytest.raises(ValueError, match="progress='fast'"):
     trainer_lib.Trainer(_names_config(), _data(), progress="fast")

@@ -10,8 +10,9 @@ The progress bar inside an epoch is fed by a host callback in the compiled epoch
 (train.train_epoch's `on_step`), compiled in on one device. It reads nothing the step
 computes, so results are bit-identical with and without it (tests/test_console.py); its cost
 is measured in BUILD_NOTES.md ("Console"). On a terminal it draws the bar; off one (a log
-file, a batch job) the same callback times the first steps and reports the pace once, because
-an epoch of a large model on a CPU is many silent minutes otherwise (`epoch_progress`).
+file, a batch job) the same callback can time the first steps and report the pace once, because
+an epoch of a large model on a CPU is many silent minutes otherwise (`epoch_progress`; the
+trainer decides when, study/trainer.py).
 """
 
 from __future__ import annotations

@@ -63,11 +63,15 @@ class Trainer:
     self.config = config
     self.data = data
     self.log = log
-    # Inside each epoch (runtime/console.py): "bar" on a terminal; off one "pace", a line with
-    # the pace of the first steps when an epoch is long; "off" compiles no callback. Both need
-    # one device.
+    # Inside each epoch (runtime/console.py): "bar" on a terminal; off one, "pace" (a line with
+    # the pace of the first steps when an epoch is long) only for a preset sized for
+    # accelerators running on a CPU (train.cpu_preset): a program with a host callback is never
+    # written to JAX's persistent compilation cache, so every other run off a terminal keeps
+    # "off" and reloads its compiled epochs. Both need one device.
     if progress is None:
-      progress = "bar" if console.interactive() else "pace"
+      progress = ("bar" if console.interactive() else
+                  "pace" if train_options.cpu_preset_hint(config, jax.default_backend()) else
+                  "off")
     if progress not in PROGRESS_MODES:
       raise ValueError(f"progress={progress!r} is not one of {list(PROGRESS_MODES)}")
     self.progress = progress
