@@ -142,3 +142,22 @@ def pytest_collection_modifyitems(config, items):
   """
   del config
   items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_compilation_cache(tmp_path_factory):
+  """One persistent XLA compilation cache per test session, shared by the xdist workers and by
+  the launch.py processes tests start (through the environment).
+
+  Why: many tests compile the same small programs in different processes (each worker, each
+  subprocess run); with the cache a program that took over a second to compile is compiled
+  once per session. A cache hit loads the same executable, so no result changes.
+  """
+  import jax
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # the session's directory, above each worker's
+  path = str(root / "jax_compilation_cache")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = path
+  jax.config.update("jax_compilation_cache_dir", path)
+  return path

@@ -25,10 +25,13 @@ def command(workdir, data_dir):
           f"--config.data.dir={data_dir}", "--config.data.train_per_class=40",
           "--config.data.test_per_class=10", "--config.data.min_validation_per_class=4",
           "--config.model.widths=(4,8,8)",
-          "--config.model.dense_width=16", "--config.train.epochs=4",
+          "--config.model.dense_width=16", "--config.train.epochs=3",
           "--config.train.batch_size=24", "--config.train.eval_batch_size=100",
-          "--config.rules=('uniform','inverse_tpr:gamma=1','group_dro:eta=0.05',"
-          "'dynamic_difficulty:tau=1','oversample:gamma=1')",
+          # the rules whose state moves during training (weights every step, weights every
+          # epoch, the sampler's order) and a head-only one (its phase starts from the
+          # baseline's checkpoint); static weights resume like the baseline
+          "--config.rules=('group_dro:eta=0.05','dynamic_difficulty:tau=1',"
+          "'oversample:gamma=1','inverse_tpr:gamma=1,retrain=head')",
           "--config.seeds=(0,1)", "--config.compare.test=paired_t", f"--config.workdir={workdir}"]
 
 
@@ -73,6 +76,7 @@ def test_kill_and_resume_gives_the_same_results(tmp_path, env, tiny_cifar10_dir)
                          text=True, timeout=600)
   assert "[baseline] reusing finished phase" in again.stdout
   assert "[round1] resumed from the checkpoint after epoch" in again.stdout
+  assert "[head1] training 2 members" in again.stdout  # from the baseline's checkpoint
 
   a = json.loads((clean / "results.json").read_text())
   b = json.loads((killed / "results.json").read_text())
@@ -83,5 +87,6 @@ def test_kill_and_resume_gives_the_same_results(tmp_path, env, tiny_cifar10_dir)
   third = subprocess.run(command(killed, data), cwd=REPO, env=env, check=True, capture_output=True,
                          text=True, timeout=600)
   assert "[round1] reusing finished phase" in third.stdout
+  assert "[head1] reusing finished phase" in third.stdout
   assert "epoch 1/" not in third.stdout
   assert strip_timing(json.loads((killed / "results.json").read_text())) == strip_timing(a)

@@ -63,11 +63,9 @@ class Trainer:
     self.config = config
     self.data = data
     self.log = log
-    # Inside each epoch (runtime/console.py): "bar" on a terminal; off one, "pace" (a line with
-    # the pace of the first steps when an epoch is long) only for a preset sized for
-    # accelerators running on a CPU (train.cpu_preset): a program with a host callback is never
-    # written to JAX's persistent compilation cache, so every other run off a terminal keeps
-    # "off" and reloads its compiled epochs. Both need one device.
+    # Inside each epoch (console.py), on one device: "bar" on a terminal; off one, "pace" (the
+    # first steps' pace, when an epoch is long) only for an accelerator-sized preset on a CPU:
+    # JAX never caches a program with a host callback on disk, so other runs keep "off".
     if progress is None:
       progress = ("bar" if console.interactive() else
                   "pace" if train_options.cpu_preset_hint(config, jax.default_backend()) else
