@@ -85,3 +85,25 @@ def test_bad_tolerance_names_the_field(value):
   config = ml_collections.ConfigDict({"compare": {"test": "none", "max_accuracy_drop": value}})
   with pytest.raises(ValueError, match="compare.max_accuracy_drop"):
     results_lib.max_accuracy_drop(config)
+
+
+def test_console_keeps_zero_retraining_rows_and_the_answer_of_the_stacked_ones():
+  """Post-hoc rows stacked on retrained rules stay in report.md; the console shows the trained
+  rules, the baseline's post-hoc rows and whichever row is the answer, and says how many it
+  left out (the main job's console must stay within 60 lines)."""
+  results = _results(["wrecker", "good", "worse"])
+  posthoc = {"good+arm": "good", "worse+arm": "worse", "baseline+arm": "baseline"}
+  results["posthoc"] = [{"rule": r, "label": f"{r}@seed0", "posthoc": {
+      "source_rule": src, "offsets": [0.1, 0.0, -0.1], "fit_split": "validation"}}
+      for r, src in posthoc.items()]
+  extra = results_lib.compare_rules(
+      results["baseline"], [_member(r, s, *RULES[src if src != "baseline" else "good"][s])
+                            for r, src in posthoc.items() for s in (0, 1)])
+  results["comparisons"][0] += extra
+  results["best_rule"]["rule"] = "good+arm"
+  console = markdown.console_summary(results)
+  table = [line.split(" | ")[0].lstrip("| ") for line in console.splitlines()
+           if line.startswith("| ") and not line.startswith("| rule")]
+  assert table == ["baseline", "wrecker", "good", "worse", "good+arm", "baseline+arm"]
+  assert "(1 more post-hoc rows stacked on retrained rules: report.md)" in console
+  assert "worse+arm" in markdown.report_markdown(results)

@@ -158,8 +158,18 @@ def console_summary(results: dict) -> str:
   lines = [f"Test split, mean over {len(results['config']['seeds'])} seed(s); Var and D ×10³, "
            f"Δ in points (rule − baseline); intervals and p: `{_effective_test(results, rows)}`:",
            ""]
-  lines += comparison_table(results["baseline"], rows,
+  # Post-hoc rows stacked on retrained rules stay in report.md unless they are the answer: the
+  # console keeps the trained rules, the zero-retraining rows and the chosen/best row.
+  stacked = {m["rule"] for m in results.get("posthoc", [])
+             if m["posthoc"].get("source_rule") != "baseline"}
+  chosen = (results.get("selection") or {}).get("chosen") or {}
+  answers = {chosen.get("rule"), (results.get("best_rule") or {}).get("rule")}
+  shown = [r for r in rows if r["rule"] not in stacked or r["rule"] in answers]
+  lines += comparison_table(results["baseline"], shown,
                             results.get("phase_seconds", {}).get("baseline"))
+  if len(shown) < len(rows):
+    lines.append(f"({len(rows) - len(shown)} more post-hoc rows stacked on retrained rules: "
+                 "report.md)")
   lines += ["", best_rule_sentence(results), significant_sentence(results)]
   lines += [line for line in (confused_line(results), who_paid_line(results)) if line]
   return "\n".join(lines)
