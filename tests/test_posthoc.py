@@ -101,7 +101,8 @@ def test_closed_form_matches_the_numpy_formula():
 @pytest.mark.parametrize("value, message", [
     (("logit_offsets:gamma=-1",), "gamma=-1 is invalid: it must be gamma >= 0"),
     (("logit_offsets:gamma=nan",), "it must be gamma >= 0"),
-    (("logit_offsets:tau=1",), "is not key=value with a key of ['gamma']"),
+    (("logit_offsets:tau=1",), "'tau' is not a key of ['gamma']"),
+    (("logit_offsets:gamma",), "must be written key=value"),
     (("tpr_parity:gamma=1",), "takes no hyper-parameter"),
     (("offsets",), "unknown post-hoc method 'offsets'"),
     (("tpr_parity", "tpr_parity"), "config.posthoc has duplicates"),

@@ -113,13 +113,10 @@ def _pop_retrain(text: str, where: str) -> tuple[str, str]:
   return name + (colon + ",".join(rest) if rest else ""), retrain[0]
 
 
-def parse_rule(text: str, where: str = "config.rules") -> RuleSpec:
-  if not isinstance(text, str) or not text.strip():
-    raise ValueError(f"{where}: each rule must be a non-empty string like 'inverse_tpr:gamma=1', "
-                     f"got {text!r}; valid rules: {valid_rule_names()}")
-  text, retrain = _pop_retrain(text, where)
+def split_spec(text: str, where: str) -> tuple[str, dict[str, float]]:
+  """'name:key=value,...' -> (name, {key: value}), the syntax of rule and post-hoc strings;
+  one-line errors naming `where`. What the keys and values may be is the caller's registry's."""
   name, _, args = text.strip().partition(":")
-  name = name.strip()
   hparams = {}
   for item in filter(None, (a.strip() for a in args.split(","))):
     key, eq, value = item.partition("=")
@@ -129,6 +126,15 @@ def parse_rule(text: str, where: str = "config.rules") -> RuleSpec:
       hparams[key.strip()] = float(value)
     except ValueError:
       raise ValueError(f"{where}: {text!r}: {key.strip()}={value!r} is not a number") from None
+  return name.strip(), hparams
+
+
+def parse_rule(text: str, where: str = "config.rules") -> RuleSpec:
+  if not isinstance(text, str) or not text.strip():
+    raise ValueError(f"{where}: each rule must be a non-empty string like 'inverse_tpr:gamma=1', "
+                     f"got {text!r}; valid rules: {valid_rule_names()}")
+  text, retrain = _pop_retrain(text, where)
+  name, hparams = split_spec(text, where)
   if name not in weighting.RULES:
     raise ValueError(f"{where}: unknown rule {name!r}; valid rules: {valid_rule_names()}")
   return RuleSpec(name, weighting.validate(name, hparams, where=f"{where} {text!r}"),

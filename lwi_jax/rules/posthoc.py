@@ -35,13 +35,14 @@ import time
 import numpy as np
 
 from lwi_jax import metrics
-from lwi_jax.rules import weighting
+from lwi_jax.rules import members, weighting
 
 FIT_STEPS = 200
 LINE_POINTS = 101  # on the segment from 0 to the most even iterate (module doc)
-# method -> {hyper-parameter: (default, predicate, allowed values in words)}
+# method -> {hyper-parameter: HParam(default, predicate, allowed values in words)}, the shape
+# of the weighting rules' registry
 METHODS = {
-    "logit_offsets": {"gamma": (1.0, lambda g: g >= 0, "gamma >= 0")},
+    "logit_offsets": {"gamma": weighting.HParam(1.0, lambda g: g >= 0, "gamma >= 0")},
     "tpr_parity": {},
 }
 
@@ -64,25 +65,19 @@ def parse_one(text: str, where: str = "config.posthoc") -> PosthocSpec:
   if not isinstance(text, str) or not text.strip():
     raise ValueError(f"{where}: each entry must be a non-empty string like "
                      f"'logit_offsets:gamma=1', got {text!r}; methods: {sorted(METHODS)}")
-  name, _, args = text.strip().partition(":")
-  name = name.strip()
+  name, given = members.split_spec(text, where)
   if name not in METHODS:
     raise ValueError(f"{where}: unknown post-hoc method {name!r} in {text!r}; methods: "
                      f"{sorted(METHODS)}")
   allowed = METHODS[name]
-  hparams = {k: d for k, (d, _, _) in allowed.items()}
-  for item in filter(None, (a.strip() for a in args.split(","))):
-    key, eq, value = (p.strip() for p in item.partition("="))
-    if not eq or key not in allowed:
-      raise ValueError(f"{where}: {text!r}: {item!r} is not key=value with a key of "
+  hparams = {k: hp.default for k, hp in allowed.items()}
+  for key, v in given.items():
+    if key not in allowed:
+      raise ValueError(f"{where}: {text!r}: {key!r} is not a key of "
                        f"{sorted(allowed) or 'none (this method takes no hyper-parameter)'}")
-    try:
-      v = float(value)
-    except ValueError:
-      raise ValueError(f"{where}: {text!r}: {key}={value!r} is not a number") from None
-    ok, words = allowed[key][1], allowed[key][2]
-    if not (np.isfinite(v) and ok(v)):
-      raise ValueError(f"{where}: {text!r}: {key}={value} is invalid: it must be {words}")
+    if not (np.isfinite(v) and allowed[key].ok(v)):
+      raise ValueError(f"{where}: {text!r}: {key}={v:g} is invalid: it must be "
+                       f"{allowed[key].text}")
     hparams[key] = v
   return PosthocSpec(name, hparams)
 
