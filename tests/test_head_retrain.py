@@ -1,7 +1,6 @@
 """Head-only retraining (issue #22): every model's named head, frozen features and BatchNorm
 statistics, the refusals, and a tiny study with head-only, logit-space and online members."""
 
-import importlib.util
 import json
 import os
 
@@ -17,15 +16,7 @@ from lwi_jax.rules import members
 from lwi_jax.study import checks, phases
 from lwi_jax.study import study as study_lib
 from lwi_jax.study import trainer as trainer_lib
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(name, preset=None):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(*([preset] if preset else []))
+from tests.test_study import load_config
 
 
 def _split(kind, n, rng):
