@@ -126,3 +126,27 @@ def test_launch_with_a_grid_ends_with_the_decision(tmp_path):
   shown = subprocess.run([sys.executable, "-m", "lwi_jax.report.recommend", str(workdir)],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
   assert shown.returncode == 0 and "Recommendation for satimage" in shown.stdout
+
+
+@pytest.mark.parametrize("rule, posthoc, retrain", [
+    ("inverse_tpr:gamma=1", None, "full"),
+    ("inverse_tpr:gamma=1,retrain=head", None, "head"),
+    ("inverse_tpr:gamma=1,retrain=head+logit_offsets:gamma=1",
+     "inverse_tpr:gamma=1,retrain=head", "head"),
+    ("baseline+logit_offsets:gamma=1", "baseline", "none")])
+def test_the_recommendation_says_what_training_its_row_measured(rule, posthoc, retrain):
+  """Weights measured on the classifier head alone (or offsets on the unweighted model) are not
+  a recipe for full retraining: the file and the printout say which it was."""
+  results = _results()
+  for m in results["rounds"][0]:
+    m["rule"] = rule
+    if posthoc:
+      m["posthoc"] = {"source_rule": posthoc, "method": "logit_offsets:gamma=1",
+                      "offsets": [0.1, 0.0, -0.1]}
+  results["selection"]["chosen"]["rule"] = rule
+  rec = recommend.build(results)
+  assert rec["retrain"] == retrain
+  assert rec["weights_are_complete"] == (retrain == "full")
+  text = recommend.render(rec)
+  assert ("classifier head alone" in text) == (retrain == "head")
+  assert ("no retraining" in text) == (retrain == "none")

@@ -28,6 +28,7 @@ import numpy as np
 from lwi_jax.report import front
 from lwi_jax.report.results import OK
 from lwi_jax.report.text_format import p_text
+from lwi_jax.rules import members as members_lib
 from lwi_jax.rules import weighting
 from lwi_jax.runtime import io_utils
 
@@ -69,7 +70,20 @@ def build(results: dict) -> dict:
     b = np.asarray([m["posthoc"]["offsets"] for m in members], np.float64).mean(0)
     rec.update({"weights_are_complete": False, "posthoc": members[0]["posthoc"]["method"],
                 "logit_offsets": dict(zip(ds["class_names"], (b - b.mean()).tolist()))})
+  rec["retrain"] = _retrain(members[0])
+  if rec["retrain"] == "head":  # measured with the weights on the classifier head alone
+    rec["weights_are_complete"] = False
   return rec
+
+
+def _retrain(member: dict) -> str:
+  """What training the chosen row measured: "full" retraining with the weights, "head" (only
+  the classifier head, from the unweighted model, rules/members.py retrain=head) or "none" (a
+  post-hoc row on the unweighted model: its weights are all 1)."""
+  trained = member["posthoc"]["source_rule"] if member.get("posthoc") else member["rule"]
+  if trained == "baseline":
+    return "none"
+  return "head" if members_lib.parse_rule(trained).head_only else "full"
 
 
 def write(workdir: str, results: dict) -> dict:
@@ -133,6 +147,11 @@ def render(rec: dict) -> str:
   if rec.get("logit_offsets"):
     lines.append("  then predict argmax(logits + b), b (mean over seeds, centred) = "
                  + _dict_literal(rec["logit_offsets"]))
+  if rec.get("retrain") == "head":
+    lines.append("  measured with the weights on the classifier head alone (retrain=head: the "
+                 "unweighted model's features, its head retrained for train.head_epochs)")
+  elif rec.get("retrain") == "none":
+    lines.append("  measured with no retraining: the offsets on the unweighted model")
   if not rec["weights_are_complete"]:
     lines.append(f"  note: {rec['rule_name']} also acts beyond its class weights (loss, "
                  "schedule or sampler); the snippets carry the weights only")
