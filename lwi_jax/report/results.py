@@ -166,16 +166,15 @@ def selection_results(config, data, baseline_phase: dict, round_phase: dict, spe
         base, rules, getattr(data, split).labels, data.num_classes, cmp.evenness,
         int(cmp.worst_k), int(cmp.bootstrap_samples), int(cmp.bootstrap_seed))
   families = {m.rule.label: m.rule.family_label for m in specs}
+  posthoc_rows = list(zip(round_phase["rules"][len(specs):], round_phase.get("posthoc", [])))
   # Post-hoc offsets fitted on the validation split would make a "held-out" choice on it
   # circular: under an independent selection they are compared, never chosen.
-  fitted_there = ({r for r, info in zip(round_phase["rules"][len(specs):],
-                                        round_phase.get("posthoc", []))
-                   if info["fit_split"] == "validation"}
+  fitted_there = ({r for r, info in posthoc_rows if info["fit_split"] == "validation"}
                   if selection.independence(config)[0] else set())
   # Members that read the validation split while training (online_eg, dynamic_difficulty), and
   # post-hoc rows stacked on them, saw the selection split: compared, never chosen there.
   saw = {m.rule.label for m in specs if m.rule.trains_on_validation}
-  saw |= {r for r in round_phase["rules"][len(specs):] if r.partition("+")[0] in saw}
+  saw |= {r for r, info in posthoc_rows if info["source_rule"] in saw}
   return selection.protocol(evidence["validation"], evidence["test"], config, families,
                             _controls(round_phase, specs) | fitted_there | saw)
 
