@@ -139,6 +139,19 @@ def test_tiny_study_with_head_only_logit_space_and_online_members(tmp_path, monk
   online = np.asarray(saved["round1"]["final_logit_offsets"])[2:]
   assert np.abs(online).max() > 0  # λ moved from uniform
   np.testing.assert_allclose(online.mean(1), 0, atol=1e-6)  # mean log λ = 0
+
+  # The same study again reuses every phase, the head phase too, and trains nothing.
+  first = json.loads((tmp_path / "results.json").read_text())
+  rerun_lines = []
+  rerun = study_lib.Study(config, log=rerun_lines.append)
+  rerun._data, rerun._data_hash = data, "tiny"
+  rerun.run()
+  for phase in ("baseline", "round1", "head1"):
+    assert any(line.startswith(f"[{phase}] reusing finished phase") for line in rerun_lines)
+  assert not any("members for" in line for line in rerun_lines), rerun_lines
+  second = json.loads((tmp_path / "results.json").read_text())
+  assert _without_timings(second) == _without_timings(first)
+
   logit = np.asarray(saved["round1"]["initial_logit_offsets"])[:2]
   np.testing.assert_array_equal(logit, np.asarray(saved["round1"]["final_logit_offsets"])[:2])
   # in a later process (a new head rule added), the baseline comes back from its last
@@ -151,3 +164,11 @@ def test_tiny_study_with_head_only_logit_space_and_online_members(tmp_path, monk
   key = phases.fingerprint(config, "baseline")
   config.train.head_epochs = 3  # a head-only field: no other phase's fingerprint moves
   assert phases.fingerprint(config, "baseline") == key
+
+
+def _without_timings(obj):
+  if isinstance(obj, dict):  # every "*seconds" is a timing
+    return {k: _without_timings(v) for k, v in obj.items() if not k.endswith("seconds")}
+  if isinstance(obj, list):
+    return [_without_timings(v) for v in obj]
+  return obj
