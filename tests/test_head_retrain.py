@@ -17,6 +17,7 @@ from lwi_jax.study import checks, phases
 from lwi_jax.study import study as study_lib
 from lwi_jax.study import trainer as trainer_lib
 from tests.test_study import load_config
+from tests.test_resume import strip_timing
 
 
 def _split(kind, n, rng):
@@ -150,7 +151,7 @@ def test_tiny_study_with_head_only_logit_space_and_online_members(tmp_path, monk
     assert any(line.startswith(f"[{phase}] reusing finished phase") for line in rerun_lines)
   assert not any("members for" in line for line in rerun_lines), rerun_lines
   second = json.loads((tmp_path / "results.json").read_text())
-  assert _without_timings(second) == _without_timings(first)
+  assert strip_timing(second) == strip_timing(first)
 
   logit = np.asarray(saved["round1"]["initial_logit_offsets"])[:2]
   np.testing.assert_array_equal(logit, np.asarray(saved["round1"]["final_logit_offsets"])[:2])
@@ -164,11 +165,3 @@ def test_tiny_study_with_head_only_logit_space_and_online_members(tmp_path, monk
   key = phases.fingerprint(config, "baseline")
   config.train.head_epochs = 3  # a head-only field: no other phase's fingerprint moves
   assert phases.fingerprint(config, "baseline") == key
-
-
-def _without_timings(obj):
-  if isinstance(obj, dict):  # every "*seconds" is a timing
-    return {k: _without_timings(v) for k, v in obj.items() if not k.endswith("seconds")}
-  if isinstance(obj, list):
-    return [_without_timings(v) for v in obj]
-  return obj
