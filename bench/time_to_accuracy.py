@@ -22,6 +22,7 @@ a run-to-run amount; the per-step ratio is the like-for-like number.
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import json
 import os
@@ -69,8 +70,8 @@ class JaxMember:
         self.trainer.train_inputs, self.trainer.train_labels)
     jax.block_until_ready(m)
 
-  def test_tpr(self) -> np.ndarray:
-    return np.asarray(self.trainer.evaluate(self.states, "test")[0]["tpr"])
+  def test_tpr(self, split: str = "test") -> np.ndarray:
+    return np.asarray(self.trainer.evaluate(self.states, split)[0]["tpr"])
 
 
 class TorchMember:
@@ -192,6 +193,25 @@ def minutes_to(targets, accuracies, seconds):
   return out
 
 
+def apply_override(config, item: str) -> None:
+  """`--set a.b=value` on the loaded config; an unknown field is an error, not a new field."""
+  field, sep, text = item.partition("=")
+  if not sep:
+    raise SystemExit(f"--set {item!r}: expected FIELD=VALUE")
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  *parents, leaf = field.split(".")
+  node = config
+  for name in parents:
+    node = node[name]
+  if leaf not in node:
+    raise SystemExit(f"--set {field}: no such config field")
+  with node.unlocked():
+    node[leaf] = value
+
+
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--preset", default="cpu", help="configs/cifar.py preset")
@@ -205,6 +225,9 @@ def parse_args(argv=None):
   p.add_argument("--widths", default="", help="e.g. 16,32,64 (default: the preset's)")
   p.add_argument("--dense_width", type=int, default=0)
   p.add_argument("--batch", type=int, default=0, help="0 = the preset's")
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="config override, repeatable, e.g. --set optimizer.lookahead_every=5 "
+                 "(VALUE as a Python literal, else a string): an ablation through this tool")
   p.add_argument("--threads", type=int, default=os.cpu_count())
   p.add_argument("--out_dir", default=os.path.join(REPO, "bench", "results"))
   return p.parse_args(argv)
@@ -227,6 +250,8 @@ def main(argv=None) -> dict:
     config.model.dense_width = args.dense_width
   if args.batch:
     config.train.batch_size = args.batch
+  for item in args.set:
+    apply_override(config, item)
   targets = [float(t) for t in args.targets.split(",") if t]
   log = lambda m: print(m, flush=True)  # noqa: E731
   when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -253,7 +278,11 @@ def main(argv=None) -> dict:
       r["accuracy"].append(float(np.mean(tpr)))  # balanced test set: accuracy = mean TPR
       r["seconds"].append(seconds)
       r["tpr"] = tpr.tolist()
-      log(f"  {member.name:5s} epoch {epoch + 1}: test acc {r['accuracy'][-1]:.4f}  "
+      val = ""
+      if member.name == "jax":  # the split an ablation is chosen on (test only confirms)
+        r.setdefault("val_accuracy", []).append(float(np.mean(member.test_tpr("validation"))))
+        val = f"val acc {r['val_accuracy'][-1]:.4f}  "
+      log(f"  {member.name:5s} epoch {epoch + 1}: {val}test acc {r['accuracy'][-1]:.4f}  "
           f"{seconds:.1f} s  (load {os.getloadavg()[0]:.1f})")
   for member, _ in members:
     r = rows[member.name]
@@ -266,14 +295,16 @@ def main(argv=None) -> dict:
   lines = [f"# Time to accuracy, CIFAR-10 ({when})", "",
            f"{machine}; PyTorch threads {args.threads}; preset `{args.preset}`, "
            f"{len(data.train)} train / {len(data.test)} test, {config.train.epochs} epochs; "
-           "training seconds exclude evaluation; the first JAX epoch includes compilation.", "",
+           "training seconds exclude evaluation; the first JAX epoch includes compilation."
+           + (f" Overrides: {', '.join(args.set)}." if args.set else ""), "",
            "| framework | " + " | ".join(f"min to {t:.0%}" for t in targets)
-           + " | final test acc | s/step (median) | train s total |",
-           "|---|" + "---:|" * (len(targets) + 3)]
+           + " | final val acc | final test acc | s/step (median) | train s total |",
+           "|---|" + "---:|" * (len(targets) + 4)]
   for name, r in rows.items():
     cells = [("-" if r["minutes_to"][f"{t:g}"] is None else f"{r['minutes_to'][f'{t:g}']:.1f}")
              for t in targets]
-    lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['accuracy'][-1]:.4f} | "
+    val = f"{r['val_accuracy'][-1]:.4f}" if r.get("val_accuracy") else "-"
+    lines.append(f"| {name} | " + " | ".join(cells) + f" | {val} | {r['accuracy'][-1]:.4f} | "
                  f"{r['seconds_per_step_median']:.3f} | {sum(r['seconds']):.0f} |")
   if ratio is not None:
     lines += ["", f"JAX / PyTorch seconds per step (median over epochs 2+): {ratio:.2f}x"]
@@ -288,7 +319,8 @@ def main(argv=None) -> dict:
   for name, r in rows.items():
     lines.append(f"| {name} | " + " | ".join(f"{100 * x:.1f}" for x in r["tpr"]) + " |")
   text = "\n".join(lines)
-  out = {"when": when, "machine": machine, "args": vars(args), "rows": rows,
+  out = {"when": when, "machine": machine, "args": vars(args), "config": config.to_dict(),
+         "rows": rows,
          "jax_over_torch_per_step": ratio, "class_names": list(names)}
   os.makedirs(args.out_dir, exist_ok=True)
   stem = os.path.join(args.out_dir, "time_to_accuracy-" + when.replace(" ", "_").replace(":", ""))

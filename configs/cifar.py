@@ -60,6 +60,12 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   config.optimizer.final_lr_fraction = 0.0  # warmup_linear: lr at the last step / peak
   config.optimizer.weight_decay = 5e-3  # sgdw: decoupled, x lr per step
   config.optimizer.momentum = 0.9  # sgd, sgdw (Nesterov)
+  # Lookahead (lwi_jax/optim.py): every k steps the weights jump to a running average of
+  # themselves, averaging harder towards the end; 0 = off
+  config.optimizer.lookahead_every = 0
+  config.optimizer.lookahead_decay = 0.987  # per step: airbench's 0.95 at batch 1024, at 256
+  config.optimizer.lookahead_start = 0.3  # fraction of the steps before any averaging
+  config.optimizer.lookahead_power = 3.0  # rho = decay**every * (step / steps)**power
 
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 16
