@@ -50,6 +50,10 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   config.model.compute_dtype = "float32"
   config.model.bn_momentum = 0.9  # flax convention: running = m * running + (1 - m) * batch
   config.model.bn_epsilon = 1e-5
+  # Patch-whitening first layer (lwi_jax/models/whitening.py): 0 = none, else the patch size
+  # (airbench: 2); fixed, fitted to the training images; eps relative to the mean eigenvalue
+  config.model.whiten_patch = 0
+  config.model.whiten_eps = 5e-4
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "sgdw"  # 'adam', 'sgd' (L2 through momentum), 'sgdw' (decoupled)

@@ -20,7 +20,7 @@ from lwi_jax import losses
 from lwi_jax import member
 from lwi_jax import models as models_lib
 from lwi_jax import train
-from lwi_jax.models import resnet_cnn
+from lwi_jax.models import bn_relu_cpu, resnet_cnn
 from lwi_jax.models.resnet_cnn import ResidualCNN
 from lwi_jax.parallel import ensemble
 from lwi_jax.parallel import programs
@@ -143,7 +143,7 @@ def test_fused_bn_relu_equals_plain_with_every_cotangent():
         lambda z, s, b: f(z, s, b, eps), z, scale, beta))
 
   ref = vjp(_plain_bn_relu)(z, scale, beta)
-  for fn in _variants(vjp(resnet_cnn.bn_relu_train)):
+  for fn in _variants(vjp(bn_relu_cpu.bn_relu_train)):
     chex.assert_trees_all_close(fn(z, scale, beta), ref, rtol=1e-4, atol=1e-5)
 
 
@@ -160,7 +160,7 @@ def test_batchnorm_relu_module_matches_flax_batchnorm():
   class Fused(nn.Module):
     @nn.compact
     def __call__(self, z, bias, train):
-      return resnet_cnn.BatchNormReLU(use_running_average=not train, name="bn")(z, bias)
+      return bn_relu_cpu.BatchNormReLU(use_running_average=not train, name="bn")(z, bias)
 
   v_plain = Plain().init(jax.random.key(0), z, bias, False)
   v_fused = Fused().init(jax.random.key(0), z, bias, False)

@@ -7,9 +7,11 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lwi_jax.models.conv_lstm import ConvLSTM
 from lwi_jax.models import mlp as mlp_lib
+from lwi_jax.models import whitening
 from lwi_jax.models.resnet_cnn import CONV_IMPLS, ResidualCNN
 
 
@@ -54,10 +56,25 @@ def _input_norm(cfg, data_info: dict) -> dict:
   return dict(pixel_mean=tuple(data_info["pixel_mean"]), pixel_std=tuple(data_info["pixel_std"]))
 
 
-def _resnet_cnn(cfg, num_classes: int, data_info: dict) -> nn.Module:
+def _whitening(cfg, train_inputs, norm: dict) -> dict:
+  """model.whiten_patch: 0 = no whitening layer, else its patch size (whitening.py), fitted to
+  the training images in the model's own input normalisation."""
+  size = int(cfg.get("whiten_patch", 0))
+  if not size:
+    return {}
+  if train_inputs is None or np.ndim(train_inputs) != 4:
+    raise ValueError(f"model.whiten_patch={size} is fitted to the training images: "
+                     "create_model needs train_inputs [N, H, W, C] (0 = no whitening layer)")
+  kernel, bias = whitening.fit(train_inputs, size, float(cfg.get("whiten_eps", whitening.EPS)),
+                               norm.get("pixel_mean"), norm.get("pixel_std"))
+  return dict(whiten_patch=size, whiten_kernel=kernel, whiten_bias=bias)
+
+
+def _resnet_cnn(cfg, num_classes: int, data_info: dict, train_inputs) -> nn.Module:
+  norm = _input_norm(cfg, data_info)
   return ResidualCNN(num_classes=num_classes, widths=tuple(cfg.widths),
                      dense_width=cfg.dense_width, dropout_rate=cfg.dropout_rate,
-                     **_resnet_options(cfg), **_input_norm(cfg, data_info))
+                     **_resnet_options(cfg), **norm, **_whitening(cfg, train_inputs, norm))
 
 
 def resolve_conv_impl(name: str) -> str:
@@ -69,8 +86,9 @@ def resolve_conv_impl(name: str) -> str:
   return name
 
 
-def _conv_lstm(cfg, num_classes: int, data_info: dict) -> nn.Module:
+def _conv_lstm(cfg, num_classes: int, data_info: dict, train_inputs) -> nn.Module:
   """The vocabulary size is a property of the data, so it comes from the text source's info."""
+  del train_inputs
   if "vocab_size" not in data_info:
     raise ValueError("model.name='conv_lstm' reads token ids and needs data.info['vocab_size'] "
                      "from a text source (data.name in ['names', 'csv'])")
@@ -80,9 +98,9 @@ def _conv_lstm(cfg, num_classes: int, data_info: dict) -> nn.Module:
                   dropout_rate=cfg.dropout_rate)
 
 
-def _mlp(cfg, num_classes: int, data_info: dict) -> nn.Module:
+def _mlp(cfg, num_classes: int, data_info: dict, train_inputs) -> nn.Module:
   """Feature rows of any width: the first Dense layer takes its input size from the data."""
-  del data_info
+  del data_info, train_inputs
   mlp_lib.check_config(cfg)
   return mlp_lib.MLP(num_classes=num_classes, hidden_sizes=tuple(cfg.hidden_sizes),
                      activation=cfg.activation, dropout_rate=float(cfg.dropout_rate),
@@ -116,16 +134,19 @@ def check_config(cfg) -> None:
     _resnet_options(cfg)
     if cfg.get("input_norm", "fixed") not in INPUT_NORMS:
       raise ValueError(f"model.input_norm={cfg.input_norm!r} is not one of {list(INPUT_NORMS)}")
+    whitening.check(int(cfg.get("whiten_patch", 0)), float(cfg.get("whiten_eps", whitening.EPS)))
 
 
-def create_model(cfg, num_classes: int, data_info: dict | None = None) -> nn.Module:
+def create_model(cfg, num_classes: int, data_info: dict | None = None, train_inputs=None
+                 ) -> nn.Module:
   """The flax module `cfg.name` (MODELS), mapping (inputs, train) -> logits [B, num_classes].
 
   Args:
     cfg: config.model.
     num_classes: from the data, never a constant.
     data_info: what the data source says about its inputs (e.g. a text source's vocab_size).
+    train_inputs: the training split's inputs, for layers fitted to the data (whiten_patch).
   """
   if cfg.name not in MODELS:
     raise ValueError(f"model.name={cfg.name!r} is not one of {sorted(MODELS)}")
-  return MODELS[cfg.name](cfg, num_classes, data_info or {})
+  return MODELS[cfg.name](cfg, num_classes, data_info or {}, train_inputs)

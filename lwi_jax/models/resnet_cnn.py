@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from lwi_jax.models import image_input
+from lwi_jax.models import whitening
+from lwi_jax.models.bn_relu_cpu import BatchNormReLU
 
 CONV_IMPLS = ("xla", "matmul", "cpu")
 
@@ -213,83 +215,6 @@ class Conv3x3(nn.Module):
     return y + bias.astype(x.dtype) if self.add_bias else (y, bias)
 
 
-# ------------------------------------------------------------- fused BatchNorm + ReLU (CPU)
-#
-# flax's BatchNorm, then ReLU, then autodiff: XLA:CPU runs the bias add, the statistics, the
-# normalisation, the ReLU and their gradients as separate memory-bound passes over every
-# activation (~20% of a CPU step once the convolutions are fast). The fused version makes one
-# statistics pass and one normalise+ReLU pass forward, one reduction pass and one elementwise
-# pass backward, and folds the preceding convolution's bias into the batch mean (in training
-# BatchNorm subtracts it again exactly, so only the running mean sees it). Same variables
-# (scale, bias; batch_stats mean, var), same numbers as nn.BatchNorm + nn.relu (tests check).
-
-
-def _moments(z: jax.Array):
-  axes = tuple(range(z.ndim - 1))
-  mean = jnp.mean(z, axes)
-  var = jnp.maximum(0.0, jnp.mean(jnp.square(z), axes) - jnp.square(mean))  # flax's fast variance
-  return mean, var
-
-
-@jax.custom_vjp
-def bn_relu_train(z: jax.Array, scale: jax.Array, beta: jax.Array, eps: jax.Array):
-  """relu(BatchNorm_train(z)) -> (y, batch mean, batch variance), over all but the last axis."""
-  mean, var = _moments(z)
-  y = jax.nn.relu((z - mean) * (jax.lax.rsqrt(var + eps) * scale) + beta)
-  return y, mean, var
-
-
-def _bn_relu_fwd(z, scale, beta, eps):
-  out = bn_relu_train(z, scale, beta, eps)
-  return out, (z, out[1], out[2], scale, beta, eps)
-
-
-def _bn_relu_bwd(res, cts):
-  z, mean, var, scale, beta, eps = res
-  dy, dmean, dvar = cts
-  axes = tuple(range(z.ndim - 1))
-  count = z.size // z.shape[-1]
-  rstd = jax.lax.rsqrt(var + eps)
-  xhat = (z - mean) * rstd
-  g = jnp.where(xhat * scale + beta > 0, dy, 0.0)  # ReLU's gradient (0 at 0, like jax.nn.relu)
-  dbeta = jnp.sum(g, axes)
-  dscale = jnp.sum(g * xhat, axes)
-  dz = (scale * rstd / count) * (count * g - dbeta - xhat * dscale)
-  dz = dz + dmean / count + dvar * (2.0 / count) * (z - mean)  # the statistics' own cotangents
-  return dz, dscale, dbeta, jnp.zeros_like(eps)
-
-
-bn_relu_train.defvjp(_bn_relu_fwd, _bn_relu_bwd)
-
-
-class BatchNormReLU(nn.Module):
-  """relu(nn.BatchNorm(momentum, epsilon)(z + conv_bias)) with the variables of nn.BatchNorm."""
-
-  use_running_average: bool
-  momentum: float = 0.9
-  epsilon: float = 1e-5
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, z: jax.Array, conv_bias: jax.Array) -> jax.Array:
-    out_dtype = z.dtype  # bfloat16 under mixed precision: statistics in float32, output back
-    z = z.astype(jnp.promote_types(z.dtype, jnp.float32))
-    c = z.shape[-1]
-    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), self.dtype))
-    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), self.dtype))
-    scale = self.param("scale", nn.initializers.ones_init(), (c,), self.dtype)
-    beta = self.param("bias", nn.initializers.zeros_init(), (c,), self.dtype)
-    if self.use_running_average:
-      mul = jax.lax.rsqrt(ra_var.value + self.epsilon) * scale
-      return jax.nn.relu((z + conv_bias - ra_mean.value) * mul + beta).astype(out_dtype)
-    y, mean, var = bn_relu_train(z, scale, beta, jnp.asarray(self.epsilon, self.dtype))
-    if not self.is_initializing():
-      m = self.momentum
-      ra_mean.value = m * ra_mean.value + (1.0 - m) * (mean + conv_bias)
-      ra_var.value = m * ra_var.value + (1.0 - m) * var
-    return y.astype(out_dtype)
-
-
 class ResidualCNN(nn.Module):
   """Widths (w0, w1, w2) and the dense width come from the config: one code for CPU and GPU."""
 
@@ -312,6 +237,11 @@ class ResidualCNN(nn.Module):
   # Input normalisation (image_input.py): None = x / 127.5 - 1, else the training split's.
   pixel_mean: tuple[float, ...] | None = None
   pixel_std: tuple[float, ...] | None = None
+  # Patch-whitening first layer (whitening.py; model.whiten_patch): 0 = none, else the patch
+  # size, with the constants fitted to the training images (whitening.fit).
+  whiten_patch: int = 0
+  whiten_kernel: tuple[float, ...] | None = None
+  whiten_bias: tuple[float, ...] | None = None
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
@@ -319,7 +249,10 @@ class ResidualCNN(nn.Module):
       raise ValueError(f"model.conv_impl={self.conv_impl!r} is not one of {list(CONV_IMPLS)}")
     cdt = self.compute_dtype or self.dtype
     # uint8 pixels stay uint8 on the device (4x less memory); scale here.
-    x = image_input.scaled_pixels(images, self.dtype, self.pixel_mean, self.pixel_std).astype(cdt)
+    x = image_input.scaled_pixels(images, self.dtype, self.pixel_mean, self.pixel_std)
+    if self.whiten_patch:  # in the parameter dtype: it amplifies low-variance directions
+      x = nn.relu(whitening.apply(x, self.whiten_patch, self.whiten_kernel, self.whiten_bias))
+    x = x.astype(cdt)
 
     layer = iter(range(5))
 

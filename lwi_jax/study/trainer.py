@@ -74,7 +74,7 @@ class Trainer:
       raise ValueError(f"progress={progress!r} is not one of {list(PROGRESS_MODES)}")
     self.progress = progress
     self.num_classes = data.num_classes
-    self.model = models.create_model(config.model, data.num_classes, data.info)
+    self.model = models.create_model(config.model, data.num_classes, data.info, data.train.inputs)
     self.compiler_options = programs.compiler_options(config.model)
     self.steps_per_epoch = len(data.train) // config.train.batch_size
     if self.steps_per_epoch == 0:

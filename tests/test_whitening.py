@@ -1,0 +1,78 @@
+"""model.whiten_patch: the fixed patch-whitening first layer (lwi_jax/models/whitening.py)."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from lwi_jax import models
+from lwi_jax.models import image_input
+from lwi_jax.models import whitening
+
+
+def _correlated_images(n=40, size=12, seed=0):
+  """uint8 images whose neighbouring pixels and channels are correlated (like photographs)."""
+  rng = np.random.default_rng(seed)
+  base = rng.normal(size=(n, size + 1, size + 1, 1))
+  smooth = base[:, :-1, :-1] + base[:, 1:, :-1] + base[:, :-1, 1:] + base[:, 1:, 1:]
+  colour = smooth * np.asarray([1.0, 0.8, 0.6]) + 0.3 * rng.normal(size=(n, size, size, 3))
+  return np.clip(128 + 30 * colour, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_whitened_fitting_patches_have_identity_covariance(size):
+  images = _correlated_images()
+  kernel, bias = whitening.fit(images, size, eps=1e-6)
+  dim = size * size * 3
+  x = image_input.scaled_pixels(jnp.asarray(images), jnp.float32, None, None)
+  p = np.asarray(whitening.patches(x, size, pad=False), np.float64).reshape(-1, dim)
+  y = p @ np.asarray(kernel, np.float64).reshape(dim, 2 * dim) + np.asarray(bias, np.float64)
+  np.testing.assert_allclose(y.mean(0), 0.0, atol=1e-4)
+  np.testing.assert_allclose(np.cov(y[:, :dim].T, bias=True), np.eye(dim), atol=2e-3)
+  np.testing.assert_allclose(y[:, dim:], -y[:, :dim], atol=1e-6)  # both signs for the ReLU
+  raw_cov = np.cov(p.T, bias=True)
+  assert abs(raw_cov[0, 1]) > 0.5 * raw_cov[0, 0]  # the inputs were far from white
+
+
+@pytest.mark.parametrize("use_jit", [False, True])
+def test_apply_keeps_the_image_size(use_jit):
+  images = _correlated_images(n=4, size=9)
+  kernel, bias = whitening.fit(images, 2, eps=whitening.EPS)
+  fn = lambda x: whitening.apply(x, 2, kernel, bias)  # noqa: E731
+  x = jnp.asarray(images, jnp.float32) / 127.5 - 1.0
+  out = (jax.jit(fn) if use_jit else fn)(x)
+  chex.assert_shape(out, (4, 9, 9, 24))
+  chex.assert_type(out, jnp.float32)
+  chex.assert_trees_all_close(out, fn(x), atol=1e-5)
+
+
+def _cfg(**kw):
+  return ml_collections.ConfigDict(dict(name="resnet_cnn", widths=(4, 8, 8), dense_width=16,
+                                        dropout_rate=0.0, conv_impl="xla", **kw))
+
+
+def test_the_layer_is_a_constant_of_the_model_not_a_parameter():
+  images = _correlated_images(n=6, size=16)
+  plain = models.create_model(_cfg(), 3, {}, images)
+  white = models.create_model(_cfg(whiten_patch=2), 3, {}, images)
+  x = jnp.asarray(images[:2])
+  p_plain = plain.init(jax.random.key(0), x, train=False)["params"]
+  p_white = white.init(jax.random.key(0), x, train=False)["params"]
+  assert jax.tree.structure(p_plain) == jax.tree.structure(p_white)  # nothing new to train
+  chex.assert_shape(p_white["Conv3x3_0"]["kernel"], (3, 3, 24, 4))  # 2*2*3 patches, both signs
+  variables = white.init(jax.random.key(0), x, train=False)
+  chex.assert_shape(white.apply(variables, x, train=False), (2, 3))
+  grads = jax.grad(lambda p: white.apply({**variables, "params": p}, x, train=False).sum())(
+      variables["params"])
+  assert float(jnp.abs(grads["Conv3x3_0"]["kernel"]).sum()) > 0
+
+
+def test_whitening_field_errors():
+  with pytest.raises(ValueError, match="model.whiten_patch=2 is fitted to the training images"):
+    models.create_model(_cfg(whiten_patch=2), 3, {})
+  with pytest.raises(ValueError, match="model.whiten_patch=-1 must be >= 0"):
+    models.check_config(_cfg(whiten_patch=-1))
+  with pytest.raises(ValueError, match="model.whiten_eps=0.0 must be > 0"):
+    models.check_config(_cfg(whiten_patch=2, whiten_eps=0.0))
