@@ -56,8 +56,9 @@ def fit(images: np.ndarray, size: int, eps: float, mean=None, std=None
 
   Returns:
     Flattened float tuples (hashable module attributes): the kernel [k*k*C, 2*k*k*C] and bias
-    [2*k*k*C] such that patches @ kernel + bias has zero mean and identity covariance in its
-    first k*k*C channels (the rest are their negatives) on the fitting patches.
+    [2*k*k*C] such that patches @ kernel + bias has zero mean and, in its first k*k*C
+    channels, covariance diag(lambda / (lambda + eps * mean(lambda))): the identity up to eps
+    (the rest are their negatives), on the fitting patches.
   """
   check(size, eps)
   if size < 1:
