@@ -75,3 +75,21 @@ def test_lookahead_off_is_the_plain_optimizer_and_on_changes_the_path():
 def test_lookahead_field_errors_name_the_field(field, value):
   with pytest.raises(ValueError, match=f"optimizer.{field}={value}"):
     optim.make_optimizer(_cfg(**{field: value}), 1, 1)
+
+
+@pytest.mark.parametrize("section,switch,other", [("optimizer", "lookahead_every", "lookahead_decay"),
+                                                  ("model", "whiten_patch", "whiten_eps")])
+def test_a_switched_off_feature_leaves_the_phase_fingerprint_as_without_it(section, switch, other):
+  # Phases finished before the feature existed are reused while it is off; on, it retrains.
+  from configs import cifar
+  from lwi_jax.study import phases
+  config = cifar.get_config("cpu")
+  with_fields = phases.fingerprint(config, "baseline")
+  without = config.to_dict()
+  for key in [k for k in without[section] if k.startswith(switch.split("_")[0] + "_")]:
+    without[section].pop(key)
+  assert phases.fingerprint(ml_collections.ConfigDict(without), "baseline") == with_fields
+  config[section][other] = 0.5  # read only when switched on
+  assert phases.fingerprint(config, "baseline") == with_fields
+  config[section][switch] = 2
+  assert phases.fingerprint(config, "baseline") != with_fields

@@ -50,8 +50,20 @@ def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
   d.get("data", {}).pop("split_manifest", None)
   for key in HEAD_FIELDS:  # only head phases read them: they pass them in their parts
     d.get("train", {}).pop(key, None)
+  for section, switch, prefix in SWITCHED_FIELDS:
+    fields = d.get(section, {})
+    if not fields.get(switch):
+      for key in [k for k in fields if k.startswith(prefix)]:
+        fields.pop(key)
   blob = json.dumps([d, parts], sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# Features a switch turns on, as (section, switch, field prefix): switched off (0 or absent),
+# none of their fields changes training, so they are left out and a phase finished before the
+# feature existed is still reused (the same as an absent field).
+SWITCHED_FIELDS = (("optimizer", "lookahead_every", "lookahead_"),
+                   ("model", "whiten_patch", "whiten_"))
 
 
 # config.train fields that only the head-only retraining phases read (study/study.py passes
