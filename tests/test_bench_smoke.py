@@ -132,7 +132,11 @@ def test_time_to_accuracy(tmp_path, tiny_cifar10_dir):
   with pytest.raises(SystemExit, match="optimizer.lookahed_every: no such config field"):
     time_to_accuracy.main(["--preset", "smoke", "--set", "optimizer.lookahed_every=1"])
   if _torch_available():
-    assert out["jax_over_torch_per_step"] > 0
+    assert out["jax_over_torch_per_step"] > 0 and out["jax_over_torch_per_step_min"] > 0
+  md = open(next(tmp_path.glob("time_to_accuracy-*.md"))).read()  # what BUILD_NOTES quotes
+  assert "s/step (min)" in md
+  assert json.load(open(next(tmp_path.glob("time_to_accuracy-*.json"))))["rows"] == \
+      json.loads(json.dumps(out["rows"]))
 
 
 def test_gpu_check_script_parses():
