@@ -30,6 +30,22 @@ def cnn_step_flops(batch: int, image: int, widths, dense: int, classes: int,
   return total
 
 
+def conv_groups_step_flops(batch: int, image: int, widths, classes: int,
+                           in_channels: int = 3) -> float:
+  """lwi_jax/models/conv_groups.py: per group a conv at the incoming size, a 2x2 pool, a conv
+  at half the size; a global max pool and a bias-free head. in_channels: 3, or the whitening
+  layer's 2*k*k*3 (counted as the first convolution's input, its own patches product left out)."""
+  total, side, cin = 0.0, image, in_channels
+  for g, w in enumerate(widths):
+    first = 2.0 * batch * side * side * 9 * cin * w
+    side //= 2
+    second = 2.0 * batch * side * side * 9 * w * w
+    total += _train(first, 0.0 if g == 0 else first) + _train(second, second)
+    cin = w
+  head = 2.0 * batch * cin * classes
+  return total + _train(head, head)
+
+
 def conv_lstm_step_flops(batch: int, length: int, vocab: int, embed: int, conv_features,
                          kernel: int, hidden: int, classes: int) -> float:
   total = _train(2.0 * batch * length * vocab * embed, 0.0)  # one-hot embedding matmul

@@ -122,7 +122,8 @@ def _model_and_data(model_name: str, args, steps: int):
 
 def _cnn(args, impl: str):
   from lwi_jax.models.resnet_cnn import ResidualCNN  # noqa: PLC0415
-  return ResidualCNN(NUM_CLASSES_CNN, tuple(args.cnn_widths), args.cnn_dense, 0.5, impl)
+  return ResidualCNN(NUM_CLASSES_CNN, widths=tuple(args.cnn_widths), dense_width=args.cnn_dense,
+                     dropout_rate=0.5, conv_impl=impl)
 
 
 def _compiler_options(model_name: str, impl: str) -> tuple:

@@ -234,6 +234,21 @@ def parse_args(argv=None):
   return p.parse_args(argv)
 
 
+# Fields bench/torch_reference.py does not implement, with the value it does: any other value
+# would compare JAX's variant with PyTorch's plain network under one name.
+_TORCH_PLAIN = {("model", "name"): "resnet_cnn", ("model", "whiten_patch"): 0,
+                ("model", "identity_init"): False, ("model", "bn_scale"): True,
+                ("optimizer", "lookahead_every"): 0}
+
+
+def check_torch_mirrors(config) -> None:
+  for (section, key), plain in _TORCH_PLAIN.items():
+    value = config[section].get(key, plain)
+    if value != plain:
+      raise SystemExit(f"{section}.{key}={value!r}: the PyTorch side (bench/torch_reference.py) "
+                       f"implements only {section}.{key}={plain!r}; use --frameworks jax")
+
+
 def main(argv=None) -> dict:
   args = parse_args(argv)
   config = load_config("cifar", args.preset)
@@ -253,6 +268,8 @@ def main(argv=None) -> dict:
     config.train.batch_size = args.batch
   for item in args.set:
     apply_override(config, item)
+  if "torch" in args.frameworks.split(","):
+    check_torch_mirrors(config)
   targets = [float(t) for t in args.targets.split(",") if t]
   log = lambda m: print(m, flush=True)  # noqa: E731
   when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")

@@ -39,7 +39,7 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   config.data.test_per_class = 0  # 0 = all
 
   config.model = ml_collections.ConfigDict()
-  config.model.name = "resnet_cnn"
+  config.model.name = "resnet_cnn"  # or 'conv_groups' (airbench's shape: one width per group)
   config.model.widths = (64, 128, 256)
   config.model.dense_width = 256
   config.model.dropout_rate = 0.0  # the short recipe underfits rather than overfits
@@ -54,6 +54,10 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   # (airbench: 2); fixed, fitted to the training images; eps relative to the mean eigenvalue
   config.model.whiten_patch = 0
   config.model.whiten_eps = 5e-4
+  # airbench's identity-initialised convolutions (each starts as an implicit residual) and
+  # BatchNorm without a trained scale (False); lwi_jax/models/resnet_cnn.py
+  config.model.identity_init = False
+  config.model.bn_scale = True
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "sgdw"  # 'adam', 'sgd' (L2 through momentum), 'sgdw' (decoupled)

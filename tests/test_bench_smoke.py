@@ -121,14 +121,18 @@ def test_time_to_accuracy(tmp_path, tiny_cifar10_dir):
   out = time_to_accuracy.main([
       "--preset", "smoke", "--frameworks", frameworks, "--epochs", "1", "--targets", "0.0,1.01",
       "--data_dir", tiny_cifar10_dir, "--out_dir", str(tmp_path),
-      "--set", "optimizer.lookahead_every=1", "--set", "train.flip=random"])
+      "--set", "model.bn_momentum=0.6", "--set", "train.flip=random"])
   for name in frameworks.split(","):
     r = out["rows"][name]
     assert len(r["accuracy"]) == 1 and len(r["tpr"]) == 10
     assert r["minutes_to"]["0"] is not None and r["minutes_to"]["1.01"] is None
   assert len(out["rows"]["jax"]["val_accuracy"]) == 1  # what an ablation is chosen on
-  assert out["config"]["optimizer"]["lookahead_every"] == 1
+  assert out["config"]["model"]["bn_momentum"] == 0.6
   assert out["config"]["train"]["flip"] == "random"
+  # a JAX-only variant is never compared with PyTorch's plain network under one name
+  with pytest.raises(SystemExit, match=r"optimizer.lookahead_every=1: the PyTorch side"):
+    time_to_accuracy.main(["--preset", "smoke", "--frameworks", "jax,torch",
+                           "--set", "optimizer.lookahead_every=1"])
   with pytest.raises(SystemExit, match="optimizer.lookahed_every: no such config field"):
     time_to_accuracy.main(["--preset", "smoke", "--set", "optimizer.lookahed_every=1"])
   if _torch_available():

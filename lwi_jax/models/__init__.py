@@ -9,10 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lwi_jax.models.conv_groups import ConvGroupsCNN
 from lwi_jax.models.conv_lstm import ConvLSTM
 from lwi_jax.models import mlp as mlp_lib
 from lwi_jax.models import whitening
-from lwi_jax.models.resnet_cnn import CONV_IMPLS, ResidualCNN
+from lwi_jax.models.cnn_base import CONV_IMPLS
+from lwi_jax.models.resnet_cnn import ResidualCNN
 
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -33,9 +35,13 @@ def _resnet_options(cfg) -> dict:
     raise ValueError(f"model.bn_momentum={momentum} must be in [0, 1)")
   if eps <= 0.0:
     raise ValueError(f"model.bn_epsilon={eps} must be > 0")
+  options = dict(identity_init=cfg.get("identity_init", False), bn_scale=cfg.get("bn_scale", True))
+  for key, value in options.items():
+    if not isinstance(value, bool):
+      raise ValueError(f"model.{key}={value!r} must be True or False")
   return dict(conv_impl=resolve_conv_impl(cfg.get("conv_impl", "auto")),
               compute_dtype=resolve_compute_dtype(cfg.get("compute_dtype", "float32")),
-              bn_momentum=momentum, bn_epsilon=eps)
+              bn_momentum=momentum, bn_epsilon=eps, **options)
 
 
 INPUT_NORMS = ("fixed", "train_stats")
@@ -77,6 +83,13 @@ def _resnet_cnn(cfg, num_classes: int, data_info: dict, train_inputs) -> nn.Modu
                      **_resnet_options(cfg), **norm, **_whitening(cfg, train_inputs, norm))
 
 
+def _conv_groups(cfg, num_classes: int, data_info: dict, train_inputs) -> nn.Module:
+  """airbench's shape (conv_groups.py): the residual CNN's image fields, one width per group."""
+  norm = _input_norm(cfg, data_info)
+  return ConvGroupsCNN(num_classes=num_classes, widths=tuple(cfg.widths),
+                       **_resnet_options(cfg), **norm, **_whitening(cfg, train_inputs, norm))
+
+
 def resolve_conv_impl(name: str) -> str:
   """'auto' picks the CPU path on CPU (see resnet_cnn) and XLA's convolutions elsewhere."""
   if name == "auto":
@@ -107,13 +120,18 @@ def _mlp(cfg, num_classes: int, data_info: dict, train_inputs) -> nn.Module:
                      norm=cfg.norm)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"resnet_cnn": _resnet_cnn, "conv_lstm": _conv_lstm,
-                                               "mlp": _mlp}
+MODELS: dict[str, Callable[..., nn.Module]] = {"resnet_cnn": _resnet_cnn,
+                                               "conv_groups": _conv_groups,
+                                               "conv_lstm": _conv_lstm, "mlp": _mlp}
+
+# The image CNNs: the same image fields of config.model and the same convolution paths.
+IMAGE_CNNS = ("resnet_cnn", "conv_groups")
 
 
 # The top-level parameter collection of each model's classifier head: the only parameters a
 # head-only member (rule option retrain=head) trains. A model missing here has no head to retrain.
-HEADS: dict[str, str] = {"resnet_cnn": "head", "conv_lstm": "head", "mlp": "head"}
+HEADS: dict[str, str] = {"resnet_cnn": "head", "conv_groups": "head", "conv_lstm": "head",
+                         "mlp": "head"}
 
 
 def head_name(cfg, where: str = "retrain=head") -> str:
@@ -130,7 +148,7 @@ def check_config(cfg) -> None:
     raise ValueError(f"model.name={cfg.name!r} is not one of {sorted(MODELS)}")
   if cfg.name == "mlp":
     mlp_lib.check_config(cfg)
-  if cfg.name == "resnet_cnn":
+  if cfg.name in IMAGE_CNNS:
     _resnet_options(cfg)
     if cfg.get("input_norm", "fixed") not in INPUT_NORMS:
       raise ValueError(f"model.input_norm={cfg.input_norm!r} is not one of {list(INPUT_NORMS)}")

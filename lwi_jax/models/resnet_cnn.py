@@ -17,17 +17,12 @@ check it):
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lwi_jax.models import image_input
-from lwi_jax.models import whitening
+from lwi_jax.models import cnn_base
 from lwi_jax.models.bn_relu_cpu import BatchNormReLU
-
-CONV_IMPLS = ("xla", "matmul", "cpu")
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 _SAME = ((1, 1), (1, 1))
@@ -197,6 +192,21 @@ def max_pool_2x2(x: jax.Array, impl: str) -> jax.Array:
   return _pool_windows(_materialized(x)).max(axis=(2, 4))
 
 
+def identity_kernel_init(base=nn.initializers.lecun_normal()):
+  """`base`, except that the first min(C_in, C_out) filters copy their own input channel (a
+  centred one, zeros elsewhere). airbench's identity initialisation: each convolution starts as
+  an implicit residual connection, so a deep plain stack starts close to a shallow one."""
+
+  def init(key, shape, dtype=jnp.float32):
+    kernel = base(key, shape, dtype)
+    kh, kw, c_in, c_out = shape
+    n = min(c_in, c_out)
+    eye = jnp.zeros((kh, kw, c_in, n), dtype).at[kh // 2, kw // 2].set(jnp.eye(c_in, n, dtype=dtype))
+    return kernel.at[..., :n].set(eye)
+
+  return init
+
+
 class Conv3x3(nn.Module):
   """Parameters in `dtype`; the convolution runs in the input's dtype (bfloat16 under mixed
   precision: the float32 kernel is cast, its gradient comes back as float32)."""
@@ -205,67 +215,51 @@ class Conv3x3(nn.Module):
   impl: str = "xla"
   add_bias: bool = True  # False: return (conv, bias) so the bias can be folded into BatchNorm
   dtype: jnp.dtype = jnp.float32
+  identity_init: bool = False  # model.identity_init: identity_kernel_init
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (3, 3, x.shape[-1], self.features), self.dtype)
+    init = identity_kernel_init() if self.identity_init else nn.initializers.lecun_normal()
+    kernel = self.param("kernel", init, (3, 3, x.shape[-1], self.features), self.dtype)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.dtype)
     y = _CONVS[self.impl](x, kernel.astype(x.dtype))
     return y + bias.astype(x.dtype) if self.add_bias else (y, bias)
 
 
-class ResidualCNN(nn.Module):
+def conv_pool_bn_relu(x: jax.Array, features: int, impl: str, bn_name: str, *, train: bool,
+                      momentum: float, epsilon: float, dtype, compute_dtype, identity_init: bool,
+                      bn_scale: bool, pool: bool = False) -> jax.Array:
+  """conv 3x3 -> [2x2 max pool] -> BatchNorm -> ReLU, created as submodules of the calling
+  module (the CNNs' one building block, so both convolution paths stay interchangeable)."""
+  bn = dict(use_running_average=not train, momentum=momentum, epsilon=epsilon,
+            use_scale=bn_scale, name=bn_name)
+  if impl == "cpu":
+    z, bias = Conv3x3(features, impl, add_bias=False, dtype=dtype, identity_init=identity_init)(x)
+    if pool:  # a per-channel bias commutes with the max, so BatchNorm still folds it in
+      z = max_pool_2x2(z, impl)
+    return BatchNormReLU(dtype=dtype, **bn)(z, bias)
+  x = Conv3x3(features, impl, dtype=dtype, identity_init=identity_init)(x)
+  if pool:
+    x = max_pool_2x2(x, impl)
+  return nn.relu(nn.BatchNorm(dtype=compute_dtype, param_dtype=dtype, **bn)(x))
+
+
+class ResidualCNN(cnn_base.ImageCNN):
   """Widths (w0, w1, w2) and the dense width come from the config: one code for CPU and GPU."""
 
-  num_classes: int
-  widths: Sequence[int] = (32, 64, 128)
   dense_width: int = 256
   dropout_rate: float = 0.5
-  conv_impl: str = "xla"
-  # Parameter dtype: float32 for training; float64 (with jax_enable_x64) lets
-  # bench/check_gradients_f64.py tell a wrong fast path from float32 round-off at the real sizes.
-  dtype: jnp.dtype = jnp.float32
-  # Compute dtype (None = dtype). bfloat16 = mixed precision for GPU/TPU (model.compute_dtype):
-  # convolutions and dense layers in bfloat16, parameters, BatchNorm statistics and the logits
-  # (hence the loss) in float32.
-  compute_dtype: jnp.dtype | None = None
-  # BatchNorm's running-average momentum (flax convention: new = m * old + (1 - m) * batch)
-  # and epsilon (model.bn_momentum, model.bn_epsilon).
-  bn_momentum: float = 0.9
-  bn_epsilon: float = 1e-5
-  # Input normalisation (image_input.py): None = x / 127.5 - 1, else the training split's.
-  pixel_mean: tuple[float, ...] | None = None
-  pixel_std: tuple[float, ...] | None = None
-  # Patch-whitening first layer (whitening.py; model.whiten_patch): 0 = none, else the patch
-  # size, with the constants fitted to the training images (whitening.fit).
-  whiten_patch: int = 0
-  whiten_kernel: tuple[float, ...] | None = None
-  whiten_bias: tuple[float, ...] | None = None
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
-    if self.conv_impl not in CONV_IMPLS:
-      raise ValueError(f"model.conv_impl={self.conv_impl!r} is not one of {list(CONV_IMPLS)}")
+    x = self.stem(images)
     cdt = self.compute_dtype or self.dtype
-    # uint8 pixels stay uint8 on the device (4x less memory); scale here.
-    x = image_input.scaled_pixels(images, self.dtype, self.pixel_mean, self.pixel_std)
-    if self.whiten_patch:  # in the parameter dtype: it amplifies low-variance directions
-      x = nn.relu(whitening.apply(x, self.whiten_patch, self.whiten_kernel, self.whiten_bias))
-    x = x.astype(cdt)
-
+    bn = self.block_options(train)
     layer = iter(range(5))
 
     def conv_bn_relu(x, features):
-      name = f"BatchNorm_{next(layer)}"  # nn.BatchNorm's automatic names, for both paths
-      if self.conv_impl == "cpu":
-        z, bias = Conv3x3(features, self.conv_impl, add_bias=False, dtype=self.dtype)(x)
-        return BatchNormReLU(use_running_average=not train, momentum=self.bn_momentum,
-                             epsilon=self.bn_epsilon, dtype=self.dtype, name=name)(z, bias)
-      x = Conv3x3(features, self.conv_impl, dtype=self.dtype)(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                       epsilon=self.bn_epsilon, dtype=cdt, param_dtype=self.dtype, name=name)(x)
-      return nn.relu(x)
+      # nn.BatchNorm's automatic names, for both paths
+      return conv_pool_bn_relu(x, features, self.conv_impl, f"BatchNorm_{next(layer)}", **bn)
 
     w0, w1, w2 = self.widths
     x = conv_bn_relu(x, w0)

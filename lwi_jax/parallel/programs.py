@@ -126,7 +126,7 @@ def compiler_options(cfg) -> tuple:
   pairs for `jax.jit(..., compiler_options=dict(...))`: the CPU convolution path needs
   resnet_cnn.CPU_COMPILER_OPTIONS on the CPU backend (resnet_cnn explains why); everything
   else none."""
-  if cfg.name != "resnet_cnn" or models.resolve_conv_impl(cfg.get("conv_impl", "auto")) != "cpu":
+  if cfg.name not in models.IMAGE_CNNS or models.resolve_conv_impl(cfg.get("conv_impl", "auto")) != "cpu":
     return ()
   if jax.default_backend() != "cpu" or not _cpu_options_supported():
     return ()

@@ -50,6 +50,9 @@ def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
   d.get("data", {}).pop("split_manifest", None)
   for key in HEAD_FIELDS:  # only head phases read them: they pass them in their parts
     d.get("train", {}).pop(key, None)
+  for (section, key), neutral in NEUTRAL_VALUES.items():
+    if d.get(section, {}).get(key, neutral) == neutral:
+      d.get(section, {}).pop(key, None)
   for section, switch, prefix in SWITCHED_FIELDS:
     fields = d.get(section, {})
     if not fields.get(switch):
@@ -64,6 +67,10 @@ def fingerprint(config: ml_collections.ConfigDict, *parts) -> str:
 # feature existed is still reused (the same as an absent field).
 SWITCHED_FIELDS = (("optimizer", "lookahead_every", "lookahead_"),
                    ("model", "whiten_patch", "whiten_"))
+
+# Fields whose value here changes nothing (the model as it was before they existed): left out
+# at that value, for the same reason.
+NEUTRAL_VALUES = {("model", "identity_init"): False, ("model", "bn_scale"): True}
 
 
 # config.train fields that only the head-only retraining phases read (study/study.py passes
