@@ -28,8 +28,8 @@ def resolve_compute_dtype(name: str):
   return COMPUTE_DTYPES[name]
 
 
-def _resnet_options(cfg) -> dict:
-  """The CNN's recipe fields of config.model, validated (also before any data is loaded)."""
+def _image_cnn_options(cfg) -> dict:
+  """The image CNNs' recipe fields of config.model, validated (also before any data is loaded)."""
   momentum, eps = float(cfg.get("bn_momentum", 0.9)), float(cfg.get("bn_epsilon", 1e-5))
   if not 0.0 <= momentum < 1.0:
     raise ValueError(f"model.bn_momentum={momentum} must be in [0, 1)")
@@ -80,14 +80,14 @@ def _resnet_cnn(cfg, num_classes: int, data_info: dict, train_inputs) -> nn.Modu
   norm = _input_norm(cfg, data_info)
   return ResidualCNN(num_classes=num_classes, widths=tuple(cfg.widths),
                      dense_width=cfg.dense_width, dropout_rate=cfg.dropout_rate,
-                     **_resnet_options(cfg), **norm, **_whitening(cfg, train_inputs, norm))
+                     **_image_cnn_options(cfg), **norm, **_whitening(cfg, train_inputs, norm))
 
 
 def _conv_groups(cfg, num_classes: int, data_info: dict, train_inputs) -> nn.Module:
   """airbench's shape (conv_groups.py): the residual CNN's image fields, one width per group."""
   norm = _input_norm(cfg, data_info)
   return ConvGroupsCNN(num_classes=num_classes, widths=tuple(cfg.widths),
-                       **_resnet_options(cfg), **norm, **_whitening(cfg, train_inputs, norm))
+                       **_image_cnn_options(cfg), **norm, **_whitening(cfg, train_inputs, norm))
 
 
 def resolve_conv_impl(name: str) -> str:
@@ -149,7 +149,7 @@ def check_config(cfg) -> None:
   if cfg.name == "mlp":
     mlp_lib.check_config(cfg)
   if cfg.name in IMAGE_CNNS:
-    _resnet_options(cfg)
+    _image_cnn_options(cfg)
     if cfg.get("input_norm", "fixed") not in INPUT_NORMS:
       raise ValueError(f"model.input_norm={cfg.input_norm!r} is not one of {list(INPUT_NORMS)}")
     whitening.check(int(cfg.get("whiten_patch", 0)), float(cfg.get("whiten_eps", whitening.EPS)))
