@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# GPU readiness check, one prepared script (< 10 min on one modern GPU; bench/README.md):
+# GPU readiness check, one prepared script (~25 min on one H200, measured 2026-12-04 in parts:
+# tests 81 s, bench 56 s (vmap only), the f32 study ~11 min, the bf16 study ~5 min; BUILD_NOTES.md):
 #   1. the tests of the `xla` convolution path (what `model.conv_impl="auto"` picks on GPU/TPU)
 #      and of mixed precision;
-#   2. the speed benchmark (CNN at K = 1, 8 with vmap; ConvLSTM; FLOP/s against the device's
-#      own matmul peak);
+#   2. the speed benchmark (CNN and ConvLSTM at K = 1, 8, vmap and sequential: on the H200 the
+#      vmapped CNN cost 1.39x a lone member per member; FLOP/s against the device's own matmul);
 #   3. the full-preset CIFAR-10 study (configs/cifar.py: 11 rules x 3 seeds + 3 baselines,
 #      16 epochs, widths 64/128/256), float32 and then bfloat16 mixed precision, each timed.
 # Everything goes to ONE folder: env.txt, timings.txt, tests.log, bench.md/.json, study logs
@@ -59,15 +60,15 @@ part "tests (xla path, bf16)" "${TESTS_S:-90}" "$OUT/tests.log" \
   tests/test_recipe.py -k "xla or bfloat16 or eval_flip or bn_settings or conv_impl"
 
 # 2. The benchmark: CNN (the auto impl at K = 1, 8; lax.conv reference) and ConvLSTM.
-part "bench.run" "${BENCH_S:-90}" "$OUT/bench.log" \
-  "$PY" -m bench.run --ks 1,8 --strategies vmap --cnn_ref_impls "" --no_torch --rounds 3 \
+part "bench.run" "${BENCH_S:-150}" "$OUT/bench.log" \
+  "$PY" -m bench.run --ks 1,8 --strategies vmap,sequential --cnn_ref_impls "" --no_torch --rounds 3 \
   --cnn_steps 50 --lstm_steps 50 --out_dir "$OUT"
 
 # 3. The full-preset study, float32, then bfloat16 mixed precision.
-part "study full f32" "${STUDY_S:-240}" "$OUT/study_f32.log" \
+part "study full f32" "${STUDY_S:-1200}" "$OUT/study_f32.log" \
   "$PY" launch.py --config=configs/cifar.py --config.data.dir="$CIFAR" \
   --config.workdir="$OUT/cifar_full_f32"
-part "study full bf16" "${STUDY_BF16_S:-150}" "$OUT/study_bf16.log" \
+part "study full bf16" "${STUDY_BF16_S:-600}" "$OUT/study_bf16.log" \
   "$PY" launch.py --config=configs/cifar.py --config.data.dir="$CIFAR" \
   --config.model.compute_dtype=bfloat16 --config.workdir="$OUT/cifar_full_bf16"
 

@@ -11,7 +11,10 @@
   XLA:CPU) and no per-member slicing of a loop; a runtime that overlaps independent ops can run
   members concurrently. Compile time grows with the members unrolled, so use it with `chunk`.
 - "auto": "vmap" on every backend. On 2 CPU cores the three are within ~10% per member of each
-  other (BUILD_NOTES.md, "Speed"); vmap is the one a GPU/TPU batches best.
+  other (BUILD_NOTES.md, "Speed"). On one H200 (bench.run, 2026-12-04) vmap at 8 members cost
+  0.17x a lone member's step per member for the ConvLSTM but 1.39x for the CNN, whose `xla`
+  convolutions vmap turns into grouped ones; whether "sequential" is faster for a whole CNN
+  study there is not measured (BUILD_NOTES.md, "The GPU check run").
 
 `chunk` (config.train.ensemble_chunk, 0 = all E at once) is how many members are in flight
 together: "vmap" and "unrolled" run `lax.map` over groups of `chunk` members (vmapped or
