@@ -5,8 +5,9 @@ conv(w0) -> conv(w0) + residual -> pool -> conv(w1) -> conv(w1) + residual -> po
 
 Three convolution implementations with the same parameters (numerically interchangeable, tests
 check it):
-  "xla"     lax.conv + autodiff. Right on GPU/TPU (cuDNN / XLA convolutions, grouped
-            convolutions under vmap are fine there).
+  "xla"     lax.conv + autodiff. Right on GPU/TPU (cuDNN / XLA convolutions); vmap makes
+            them grouped convolutions, which on one H200 cost 1.4-2.5x a lone member's time
+            per member (BUILD_NOTES.md, "The GPU check run").
   "cpu"     the CPU path: a custom_vjp whose forward, input-gradient and weight-gradient
             convolutions are all in the form XLA:CPU gives its multi-threaded kernels, one
             ungrouped convolution per member under vmap, a fused BatchNorm+ReLU and a
