@@ -55,20 +55,22 @@ class JaxMember:
 
   name = "jax"
 
-  def __init__(self, config, data):
+  def __init__(self, config, data, seed: int = 0):
+    self.seed = seed
     self.trainer = trainer_lib.Trainer(config, data, log=lambda m: None)
     self.epoch_fn = self.trainer.epoch_fn()
     self.states = programs.init_ensemble(self.trainer.model, self.trainer.tx,
-                                      self.trainer.sample_inputs, [0])
+                                      self.trainer.sample_inputs, [seed])
     from lwi_jax.parallel import ensemble  # noqa: PLC0415
     self.hparams = ensemble.stack([member.MemberHParams.create(
         np.ones(data.num_classes, np.float32))])
     self.steps_per_epoch = len(data.train) // config.train.batch_size
 
   def train_epoch(self, epoch: int) -> None:
+    keys = programs.ensemble_epoch_keys([self.seed], epoch)
     self.states, self.hparams, m = self.epoch_fn(
-        self.states, self.hparams, programs.ensemble_epoch_keys([0], epoch), jnp.int32(epoch),
-        self.trainer.train_inputs, self.trainer.train_labels)
+        self.states, self.hparams, keys, jnp.int32(epoch), self.trainer.train_inputs,
+        self.trainer.train_labels)
     jax.block_until_ready(m)
 
   def split_tpr(self, split: str = "test") -> np.ndarray:
@@ -80,11 +82,11 @@ class TorchMember:
 
   name = "torch"
 
-  def __init__(self, config, data, threads: int):
+  def __init__(self, config, data, threads: int, seed: int = 0):
     import torch  # noqa: PLC0415
     from bench import torch_reference as tr  # noqa: PLC0415
     self.torch, self.F = torch, torch.nn.functional
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     torch.set_num_threads(threads)
     self.threads = threads
     m, o, t = config.model, config.optimizer, config.train
@@ -114,7 +116,7 @@ class TorchMember:
                                weight_decay=0.0 if o.name == "sgdw" else float(o.weight_decay))
     self.schedule = optim.learning_rate_schedule(o, self.steps_per_epoch * int(t.epochs))
     self.step = 0
-    self.gen = torch.Generator().manual_seed(0)
+    self.gen = torch.Generator().manual_seed(seed)
 
   def _images(self, x_uint8):
     """uint8 NHWC -> float NCHW (channels_last) in [-1, 1], as the JAX model scales them."""
@@ -230,6 +232,8 @@ def parse_args(argv=None):
                  help="config override, repeatable, e.g. --set optimizer.lookahead_every=5 "
                  "(VALUE as a Python literal, else a string): an ablation through this tool")
   p.add_argument("--threads", type=int, default=os.cpu_count())
+  p.add_argument("--seed", type=int, default=0, help="the member's seed (initialisation, data "
+                 "order, augmentation); the split stays the preset's data.split_seed")
   p.add_argument("--out_dir", default=os.path.join(REPO, "bench", "results"))
   return p.parse_args(argv)
 
@@ -282,7 +286,8 @@ def main(argv=None) -> dict:
   members = []
   for fw in [f for f in args.frameworks.split(",") if f]:
     t0 = time.perf_counter()
-    member = JaxMember(config, data) if fw == "jax" else TorchMember(config, data, args.threads)
+    member = (JaxMember(config, data, args.seed) if fw == "jax"
+              else TorchMember(config, data, args.threads, args.seed))
     members.append((member, time.perf_counter() - t0))
   rows = {m.name: {"accuracy": [], "seconds": [], "setup_seconds": s, "tpr": None}
           for m, s in members}
@@ -314,7 +319,8 @@ def main(argv=None) -> dict:
     ratio_min = rows["jax"]["seconds_per_step_min"] / rows["torch"]["seconds_per_step_min"]
   lines = [f"# Time to accuracy, CIFAR-10 ({when})", "",
            f"{machine}; PyTorch threads {args.threads}; preset `{args.preset}`, "
-           f"{len(data.train)} train / {len(data.test)} test, {config.train.epochs} epochs; "
+           f"{len(data.train)} train / {len(data.test)} test, {config.train.epochs} epochs, "
+           f"seed {args.seed}; "
            "training seconds exclude evaluation; the first JAX epoch includes compilation."
            + (f" Overrides: {', '.join(args.set)}." if args.set else ""), "",
            "| framework | " + " | ".join(f"min to {t:.0%}" for t in targets)

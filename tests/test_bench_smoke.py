@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -141,6 +143,19 @@ def test_time_to_accuracy(tmp_path, tiny_cifar10_dir):
   assert "s/step (min)" in md
   assert json.load(open(next(tmp_path.glob("time_to_accuracy-*.json"))))["rows"] == \
       json.loads(json.dumps(out["rows"]))
+
+
+def test_time_to_accuracy_seed_sets_the_member(tiny_cifar10_dir):
+  """--seed changes the JAX member's initialisation and epoch keys (a second seed of an
+  ablation is a different member), and the same seed gives the same member."""
+  config = bench_run.load_config("cifar", "smoke")
+  config.data.dir = tiny_cifar10_dir
+  data = time_to_accuracy.data_lib.load_dataset(config.data)
+  a, b, c = (time_to_accuracy.JaxMember(config, data, s) for s in (0, 0, 1))
+  leaves = lambda m: jax.tree.leaves(m.states.params)  # noqa: E731
+  assert all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b)))
+  assert not all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(c)))
+  assert c.seed == 1 and a.seed == 0
 
 
 def test_gpu_check_script_parses():
