@@ -59,10 +59,10 @@ part "tests (xla path, bf16)" "${TESTS_S:-90}" "$OUT/tests.log" \
   "$PY" -m pytest -q -p no:xdist tests/test_fast_paths.py tests/test_train.py \
   tests/test_recipe.py -k "xla or bfloat16 or eval_flip or bn_settings or conv_impl"
 
-# 2. The benchmark: CNN (the auto impl at K = 1, 8; lax.conv reference) and ConvLSTM.
+# 2. The benchmark: CNN (the auto impl at K = 1, 8, vmap and sequential) and ConvLSTM.
 part "bench.run" "${BENCH_S:-150}" "$OUT/bench.log" \
-  "$PY" -m bench.run --ks 1,8 --strategies vmap,sequential --cnn_ref_impls "" --no_torch --rounds 3 \
-  --cnn_steps 50 --lstm_steps 50 --out_dir "$OUT"
+  "$PY" -m bench.run --ks 1,8 --strategies vmap,sequential --cnn_ref_impls "" --no_torch \
+  --rounds 3 --cnn_steps 50 --lstm_steps 50 --out_dir "$OUT"
 
 # 3. The full-preset study, float32, then bfloat16 mixed precision.
 part "study full f32" "${STUDY_S:-1200}" "$OUT/study_f32.log" \

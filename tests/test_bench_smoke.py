@@ -146,8 +146,8 @@ def test_time_to_accuracy(tmp_path, tiny_cifar10_dir):
 
 
 def test_time_to_accuracy_seed_sets_the_member(tiny_cifar10_dir):
-  """--seed changes the JAX member's initialisation and epoch keys (a second seed of an
-  ablation is a different member), and the same seed gives the same member."""
+  """--seed changes the JAX member's initialisation (a second seed of an ablation is a different
+  member) and is the seed its epoch keys are drawn from; the same seed gives the same member."""
   config = bench_run.load_config("cifar", "smoke")
   config.data.dir = tiny_cifar10_dir
   data = time_to_accuracy.data_lib.load_dataset(config.data)
