@@ -9,8 +9,9 @@ folder: root/<class>/*.png|jpg|bmp|gif|webp (test and validation carved per clas
 root/<split>/<class>/* with train, test and optionally val (lwi_jax/data/image_scan.py).
 Decoded once in parallel and cached under data.cache_dir (lwi_jax/data/image_folder.py).
 The CNN takes any size >= 8x8 and any channel count; pixels are normalised with the training
-split's per-channel mean and std (model.input_norm). The recipe is configs/cifar.py's :cpu one;
-for data whose mirror image is another class (digits, letters, text) set
+split's per-channel mean and std (model.input_norm). The training recipe (optimizer, schedule,
+augmentation) is configs/cifar.py's; the network is the paper's residual CNN at 32/64/128.
+For data whose mirror image is another class (digits, letters, text) set
 --config.train.flip=none --config.train.eval_flip=False.
 
 Override any field: --config.data.image_size=64 --config.data.channels=1 --config.train.epochs=8

@@ -133,6 +133,7 @@ def test_field_errors_and_fingerprints():
   # At their neutral values the fields leave a phase's fingerprint as without them (phases
   # finished before they existed are reused); anything else retrains.
   config = cifar.get_config("cpu")
+  config.model.identity_init, config.model.bn_scale = False, True  # the neutral values
   key = phases.fingerprint(config, "baseline")
   without = config.to_dict()
   for field in ("identity_init", "bn_scale"):

@@ -84,6 +84,7 @@ def test_a_switched_off_feature_leaves_the_phase_fingerprint_as_without_it(secti
   from configs import cifar
   from lwi_jax.study import phases
   config = cifar.get_config("cpu")
+  config[section][switch] = 0  # off (the preset may switch it on)
   with_fields = phases.fingerprint(config, "baseline")
   without = config.to_dict()
   for key in [k for k in without[section] if k.startswith(switch.split("_")[0] + "_")]:
