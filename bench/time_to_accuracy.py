@@ -11,7 +11,9 @@ images); training seconds exclude evaluation. Reports, per framework: test accur
 per epoch, minutes of training to each target accuracy (first epoch at or above it; '-' if not
 reached), seconds per optimizer step, and the JAX/PyTorch per-step ratio (median over epochs).
 
-The PyTorch side (bench/torch_reference.py's network) runs the same recipe: SGD with Nesterov
+The PyTorch side (bench/torch_reference.py's mirror of model.name with the same whitening layer,
+identity initialisation and BatchNorm scale; tests/test_torch_mirror.py checks it gives the JAX
+model's logits from the same parameters) runs the same recipe: SGD with Nesterov
 momentum and decoupled weight decay, the warm-up/linear-decay schedule per step, label
 smoothing, alternating flips (the same per-example pattern) + reflect translation, BatchNorm
 momentum/epsilon, test-time mirror images, the same thread count as XLA (every core). Its
@@ -44,6 +46,7 @@ from lwi_jax import augment  # noqa: E402
 from lwi_jax import data as data_lib  # noqa: E402
 from lwi_jax import member  # noqa: E402
 from lwi_jax import optim  # noqa: E402
+from lwi_jax.models import whitening  # noqa: E402
 from lwi_jax.parallel import programs  # noqa: E402
 from lwi_jax.runtime import io_utils  # noqa: E402
 from lwi_jax.study import train_options  # noqa: E402
@@ -77,6 +80,24 @@ class JaxMember:
     return np.asarray(self.trainer.evaluate(self.states, split)[0]["tpr"])
 
 
+def torch_network(tr, config, data):
+  """bench/torch_reference.py's mirror of config.model, with the JAX side's whitening layer (the
+  same whitening.fit on the same training images: a fixed function of the data, not a weight)."""
+  m = config.model
+  whiten = None
+  if m.get("whiten_patch", 0):
+    kernel, bias = whitening.fit(data.train.inputs, int(m.whiten_patch),
+                                 float(m.get("whiten_eps", whitening.EPS)))
+    whiten = tr.PatchWhitening(int(m.whiten_patch), kernel, bias, data.train.inputs.shape[-1])
+  fields = dict(whitening=whiten, bn_scale=bool(m.get("bn_scale", True)),
+                identity_init=bool(m.get("identity_init", False)),
+                channels=data.train.inputs.shape[-1])
+  if m.name == "conv_groups":
+    return tr.TorchConvGroupsCNN(data.num_classes, tuple(m.widths), **fields)
+  return tr.TorchResidualCNN(data.num_classes, tuple(m.widths), m.dense_width, m.dropout_rate,
+                             data.train.inputs.shape[1], **fields)
+
+
 class TorchMember:
   """The same network and recipe in PyTorch (CPU), one optimizer step per batch."""
 
@@ -94,8 +115,7 @@ class TorchMember:
     self.spec = train_options.augment_spec(t, data)
     self.smoothing = train_options.label_smoothing(t)
     self.eval_flip = train_options.eval_flip(t, data)
-    self.net = tr.TorchResidualCNN(data.num_classes, tuple(m.widths), m.dense_width,
-                                   m.dropout_rate, data.train.inputs.shape[1])
+    self.net = torch_network(tr, config, data)
     for mod in self.net.modules():
       if isinstance(mod, torch.nn.BatchNorm2d):
         mod.momentum, mod.eps = 1.0 - float(m.get("bn_momentum", 0.9)), float(
@@ -111,7 +131,8 @@ class TorchMember:
     if o.name not in ("sgdw", "sgd"):
       raise ValueError(f"the PyTorch side implements SGD / SGDW, not optimizer.name={o.name!r}")
     self.decoupled_wd = float(o.weight_decay) if o.name == "sgdw" else 0.0
-    self.opt = torch.optim.SGD(self.net.parameters(), lr=float(o.learning_rate),
+    self.params = [p for p in self.net.parameters() if p.requires_grad]  # not a fixed BN scale
+    self.opt = torch.optim.SGD(self.params, lr=float(o.learning_rate),
                                momentum=float(o.momentum), nesterov=True,
                                weight_decay=0.0 if o.name == "sgdw" else float(o.weight_decay))
     self.schedule = optim.learning_rate_schedule(o, self.steps_per_epoch * int(t.epochs))
@@ -166,7 +187,7 @@ class TorchMember:
       loss.backward()
       if self.decoupled_wd:  # p -= lr * wd * p beside the momentum step (optax order: same p)
         with torch.no_grad():
-          for p in self.net.parameters():
+          for p in self.params:
             p.mul_(1.0 - lr * self.decoupled_wd)
       self.opt.step()
       self.step += 1
@@ -238,19 +259,18 @@ def parse_args(argv=None):
   return p.parse_args(argv)
 
 
-# Fields bench/torch_reference.py does not implement, with the value it does: any other value
-# would compare JAX's variant with PyTorch's plain network under one name.
-_TORCH_PLAIN = {("model", "name"): "resnet_cnn", ("model", "whiten_patch"): 0,
-                ("model", "identity_init"): False, ("model", "bn_scale"): True,
-                ("optimizer", "lookahead_every"): 0}
+# What bench/torch_reference.py implements of each field it does not mirror in full: any other
+# value would compare JAX's variant with a different PyTorch network under one name.
+_TORCH_MIRRORS = {("model", "name"): ("resnet_cnn", "conv_groups"),
+                  ("optimizer", "lookahead_every"): (0,)}
 
 
 def check_torch_mirrors(config) -> None:
-  for (section, key), plain in _TORCH_PLAIN.items():
-    value = config[section].get(key, plain)
-    if value != plain:
+  for (section, key), allowed in _TORCH_MIRRORS.items():
+    value = config[section].get(key, allowed[0])
+    if value not in allowed:
       raise SystemExit(f"{section}.{key}={value!r}: the PyTorch side (bench/torch_reference.py) "
-                       f"implements only {section}.{key}={plain!r}; use --frameworks jax")
+                       f"implements only {section}.{key} in {list(allowed)}; use --frameworks jax")
 
 
 def main(argv=None) -> dict:

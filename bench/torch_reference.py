@@ -2,8 +2,11 @@
 
 Same architecture, batch, class-weighted cross-entropy (`F.cross_entropy(weight=w)`, the
 reduction lwi_jax.losses reproduces), Adam, thread count. The CNN runs channels_last (oneDNN's
-fast layout on CPU; ~25% faster than NCHW here). Imported only by bench/run.py, only if torch is
-installed (`pip install -e '.[bench]'` installs torch==2.13.0).
+fast layout on CPU; ~25% faster than NCHW here). Imported only by bench/run.py and
+bench/time_to_accuracy.py, only if torch is installed (`pip install -e '.[bench]'` installs
+torch==2.13.0). Both CNNs take the recipe's model fields (a fixed patch-whitening first layer,
+identity-initialised convolutions, BatchNorm with or without a trained scale);
+tests/test_torch_mirror.py loads a JAX model's parameters into them and compares the logits.
 """
 
 from __future__ import annotations
@@ -14,39 +17,103 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class _ConvBNReLU(nn.Module):
+LOGIT_SCALE = 1.0 / 9.0  # lwi_jax.models.conv_groups.LOGIT_SCALE (a test checks they agree)
 
-  def __init__(self, cin: int, cout: int):
+
+class _ConvPoolBNReLU(nn.Module):
+  """lwi_jax.models.resnet_cnn.conv_pool_bn_relu: conv 3x3 -> [2x2 max pool] -> BatchNorm -> ReLU."""
+
+  def __init__(self, cin: int, cout: int, pool: bool = False, bn_scale: bool = True,
+               identity_init: bool = False):
     super().__init__()
     self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+    if identity_init:  # resnet_cnn.identity_kernel_init: filter o < min(cin, cout) copies channel o
+      n = min(cin, cout)
+      with torch.no_grad():
+        self.conv.weight[:n].zero_()
+        self.conv.weight[:n, :, 1, 1] = torch.eye(n, cin)
     self.bn = nn.BatchNorm2d(cout, momentum=0.1)  # = flax momentum 0.9
+    self.bn.weight.requires_grad_(bn_scale)  # bn_scale=False: the scale stays 1, untrained
+    self.pool = pool
 
   def forward(self, x):
-    return F.relu(self.bn(self.conv(x)))
+    x = self.conv(x)
+    return F.relu(self.bn(F.max_pool2d(x, 2) if self.pool else x))
+
+
+class PatchWhitening(nn.Module):
+  """lwi_jax.models.whitening.apply + ReLU: a fixed convolution (buffers, never trained) from the
+  (kernel, bias) whitening.fit returned, over patches edge-padded at the bottom/right."""
+
+  def __init__(self, size: int, kernel, bias, channels: int = 3):
+    super().__init__()
+    k = torch.tensor(np.asarray(kernel, np.float32)).reshape(size * size * channels, -1)
+    # rows are in (dy, dx, c) order: [out, dy, dx, c] -> [out, c, dy, dx]
+    self.register_buffer("weight", k.T.reshape(-1, size, size, channels).permute(0, 3, 1, 2)
+                         .contiguous())
+    self.register_buffer("bias", torch.tensor(np.asarray(bias, np.float32)))
+    self.size = size
+
+  @property
+  def out_channels(self) -> int:
+    return self.weight.shape[0]
+
+  def forward(self, x):
+    x = F.pad(x, (0, self.size - 1, 0, self.size - 1), mode="replicate")
+    return F.relu(F.conv2d(x, self.weight, self.bias))
+
+
+def _stem(whitening: PatchWhitening | None, channels: int) -> tuple[nn.Module, int]:
+  return (whitening, whitening.out_channels) if whitening is not None else (nn.Identity(),
+                                                                             channels)
 
 
 class TorchResidualCNN(nn.Module):
   """lwi_jax.models.resnet_cnn.ResidualCNN, layer for layer."""
 
   def __init__(self, num_classes: int, widths=(32, 64, 128), dense_width=256, dropout_rate=0.5,
-               image_size=32):
+               image_size=32, whitening: PatchWhitening | None = None, bn_scale: bool = True,
+               identity_init: bool = False, channels: int = 3):
     super().__init__()
     w0, w1, w2 = widths
-    self.a1, self.a2 = _ConvBNReLU(3, w0), _ConvBNReLU(w0, w0)
-    self.b1, self.b2 = _ConvBNReLU(w0, w1), _ConvBNReLU(w1, w1)
-    self.c1 = _ConvBNReLU(w1, w2)
+    self.stem, cin = _stem(whitening, channels)
+    block = lambda i, o: _ConvPoolBNReLU(i, o, False, bn_scale, identity_init)  # noqa: E731
+    self.a1, self.a2 = block(cin, w0), block(w0, w0)
+    self.b1, self.b2 = block(w0, w1), block(w1, w1)
+    self.c1 = block(w1, w2)
     side = image_size // 8
     self.fc1 = nn.Linear(w2 * side * side, dense_width)
     self.drop = nn.Dropout(dropout_rate)
     self.fc2 = nn.Linear(dense_width, num_classes)
 
   def forward(self, x):
-    x = self.a1(x)
+    x = self.a1(self.stem(x))
     x = F.max_pool2d(x + self.a2(x), 2)
     x = self.b1(x)
     x = F.max_pool2d(x + self.b2(x), 2)
     x = F.max_pool2d(self.c1(x), 2)
     return self.fc2(self.drop(F.relu(self.fc1(x.flatten(1)))))
+
+
+class TorchConvGroupsCNN(nn.Module):
+  """lwi_jax.models.conv_groups.ConvGroupsCNN: per width, conv -> pool -> BN -> ReLU -> conv ->
+  BN -> ReLU; a global max pool; a bias-free head scaled by LOGIT_SCALE."""
+
+  def __init__(self, num_classes: int, widths=(64, 256, 256),
+               whitening: PatchWhitening | None = None, bn_scale: bool = True,
+               identity_init: bool = False, channels: int = 3):
+    super().__init__()
+    self.stem, cin = _stem(whitening, channels)
+    blocks = []
+    for w in widths:
+      blocks += [_ConvPoolBNReLU(cin, w, True, bn_scale, identity_init),
+                 _ConvPoolBNReLU(w, w, False, bn_scale, identity_init)]
+      cin = w
+    self.blocks = nn.Sequential(*blocks)
+    self.head = nn.Linear(cin, num_classes, bias=False)
+
+  def forward(self, x):
+    return self.head(self.blocks(self.stem(x)).amax(dim=(2, 3))) * LOGIT_SCALE
 
 
 class TorchConvLSTM(nn.Module):
