@@ -6,7 +6,8 @@
 #   2. the speed benchmark (CNN and ConvLSTM at K = 1, 8, vmap and sequential: on the H200 the
 #      vmapped CNN cost 1.39x a lone member per member; FLOP/s against the device's own matmul);
 #   3. the full-preset CIFAR-10 study (configs/cifar.py: 11 rules x 3 seeds + 3 baselines,
-#      16 epochs, widths 64/128/256), float32 and then bfloat16 mixed precision, each timed.
+#      16 epochs, conv_groups 64/256/256), float32 and then bfloat16 mixed precision, each timed
+#      (the study times above were measured with the residual CNN 64/128/256, 0.81x its FLOPs).
 # Everything goes to ONE folder: env.txt, timings.txt, tests.log, bench.md/.json, study logs
 # and workdirs (results.json, report.md, plots). A part that runs out of its time budget is
 # stopped and marked TIMEOUT in timings.txt; rerunning the script resumes the study from its
