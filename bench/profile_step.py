@@ -2,6 +2,8 @@
 
   python -m bench.profile_step [--model cnn|conv_lstm] [--impl cpu] [--members 1]
                                [--batch 128] [--steps 3] [--top 25]
+  python -m bench.profile_step --preset cpu [--steps 4]   # configs/cifar.py:cpu's network and
+                                                          # recipe, the study's trainer
 
 Traces `--steps` optimizer steps of programs.ensemble_train_epoch_fn (the code the studies run),
 reads the trace back with jax.profiler.ProfileData and sums the XLA:CPU op events by name, then
@@ -63,6 +65,34 @@ def summarize(trace_dir: str, top: int) -> str:
   return "\n".join(out)
 
 
+def profile_preset(args) -> None:
+  """One traced epoch of at least `--steps` batches of a configs/cifar.py preset (after one untraced
+  epoch that compiles): the network, recipe and compiled program a study of that preset runs."""
+  from bench import time_to_accuracy  # noqa: PLC0415
+  config = bench_run.load_config("cifar", args.preset)
+  config.data.dir = args.data_dir or os.environ.get("LWI_CIFAR10_DIR", "") or os.path.join(
+      REPO, config.data.dir)
+  d = config.data
+  per_class = args.steps * config.train.batch_size / 10 / (1 - d.validation_fraction)
+  # >= `steps` full batches once validation is carved, and enough validation per class
+  d.train_per_class = max(int(per_class) + 2,
+                          int(d.min_validation_per_class / d.validation_fraction) + 1)
+  d.test_per_class = 10
+  data = time_to_accuracy.data_lib.load_dataset(d)
+  member = time_to_accuracy.JaxMember(config, data)
+  member.train_epoch(0)  # compiles
+  trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="lwi_jax_profile_")
+  t0 = time.perf_counter()
+  with jax.profiler.trace(trace_dir):
+    member.train_epoch(1)
+  wall = time.perf_counter() - t0
+  print(f"preset {args.preset} ({config.model.name} {tuple(config.model.widths)}), batch "
+        f"{config.train.batch_size}: {member.steps_per_epoch} steps in {wall:.2f} s traced "
+        f"({wall / member.steps_per_epoch:.3f} s/step incl. tracing overhead)\n")
+  print(summarize(trace_dir, args.top))
+  print(f"\ntrace: {trace_dir}")
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--model", default="cnn", choices=["cnn", "conv_lstm"])
@@ -74,7 +104,14 @@ def main(argv=None) -> None:
   p.add_argument("--top", type=int, default=25)
   p.add_argument("--trace_dir", default="")
   p.add_argument("--quick", action="store_true", help="bench.run --quick's tiny model sizes")
+  p.add_argument("--preset", default="", help="a configs/cifar.py preset: trace one epoch of "
+                 "(at least) --steps batches of its network and recipe through the study's trainer "
+                 "(bench.time_to_accuracy's JAX member) instead of bench.run's CNN")
+  p.add_argument("--data_dir", default="", help="--preset: default the preset's data.dir (or "
+                 "LWI_CIFAR10_DIR)")
   args = p.parse_args(argv)
+  if args.preset:
+    return profile_preset(args)
   bargs = bench_run.parse_args(["--quick"] if args.quick else [])  # the benchmark's sizes
   bargs.batch = args.batch
   model, x, y, classes, _, _ = bench_run._model_and_data(args.model, bargs, args.steps)  # noqa

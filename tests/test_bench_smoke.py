@@ -9,6 +9,7 @@ the documented one.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -92,6 +93,16 @@ def test_profile_step(model, capsys, tmp_path):
                      "--trace_dir", str(tmp_path)])
   out = capsys.readouterr().out
   assert "| op kind | ms | share |" in out and str(tmp_path) in out
+
+
+def test_profile_step_of_a_preset(capsys, tmp_path, tiny_cifar10_dir):
+  """--preset: the configs/cifar.py network and recipe through the study's trainer."""
+  profile_step.main(["--preset", "smoke", "--steps", "1", "--top", "3", "--data_dir",
+                     tiny_cifar10_dir, "--trace_dir", str(tmp_path)])
+  out = capsys.readouterr().out
+  # at least --steps batches (the smoke split's validation minimum asks for more images)
+  assert re.search(r"preset smoke \(conv_groups \(4, 8, 8\)\), batch 32: [1-9]\d* steps", out)
+  assert "| op kind | ms | share |" in out and "fusion" in out
 
 
 def _module(*args):

@@ -13,6 +13,7 @@ from configs import cifar
 from lwi_jax import models
 from lwi_jax.models import conv_groups
 from lwi_jax.models import resnet_cnn
+from lwi_jax.models import whitening
 from lwi_jax.study import phases
 from lwi_jax.study import study as study_lib
 
@@ -63,11 +64,16 @@ def test_conv_groups_shapes_dtypes_and_head(use_jit):
 def test_cpu_and_matmul_paths_equal_xla_in_float64(name, train):
   """Pool before BatchNorm (conv_groups) must still fold the convolution's bias on the CPU path:
   logits, gradients and updated statistics equal the XLA path's, from perturbed parameters, in
-  float64 (where round-off cannot hide a wrong path; test_fast_paths explains)."""
+  float64 (where round-off cannot hide a wrong path; test_fast_paths explains). With the
+  presets' whitening layer, so in training the CPU path's first weight gradient reads the
+  channels-first stem (cnn_base.ImageCNN.stem_channels_first)."""
   x = jnp.asarray(_images(n=4))
-  kinds = {"conv_groups": lambda **kw: conv_groups.ConvGroupsCNN(5, widths=(4, 8, 8), **kw),
+  kernel, bias = whitening.fit(_images(n=8, seed=3), 2, whitening.EPS)
+  white = dict(whiten_patch=2, whiten_kernel=kernel, whiten_bias=bias)
+  kinds = {"conv_groups": lambda **kw: conv_groups.ConvGroupsCNN(5, widths=(4, 8, 8), **white,
+                                                                 **kw),
            "resnet_cnn": lambda **kw: resnet_cnn.ResidualCNN(5, widths=(4, 8, 8), dense_width=6,
-                                                             dropout_rate=0.0, **kw)}
+                                                             dropout_rate=0.0, **white, **kw)}
   out = {}
   with jax.enable_x64(True):
     for impl in ("xla", "cpu", "matmul"):

@@ -48,9 +48,44 @@ def test_apply_keeps_the_image_size(use_jit):
   chex.assert_trees_all_close(out, fn(x), atol=1e-5)
 
 
+@pytest.mark.parametrize("use_jit", [False, True])
+def test_channels_first_is_the_transposed_layer(use_jit):
+  """whitening.apply_channels_first (the CPU path's weight-gradient input) = apply, transposed
+  to [C, H, W, N]."""
+  images = _correlated_images(n=5, size=9)
+  kernel, bias = whitening.fit(images, 2, eps=whitening.EPS)
+  x = jnp.asarray(images, jnp.float32) / 127.5 - 1.0
+  fn = lambda x: whitening.apply_channels_first(x, 2, kernel, bias)  # noqa: E731
+  out = (jax.jit(fn) if use_jit else fn)(x)
+  chex.assert_shape(out, (24, 9, 9, 5))
+  chex.assert_trees_all_close(out, jnp.transpose(whitening.apply(x, 2, kernel, bias),
+                                                 (3, 1, 2, 0)), rtol=1e-5, atol=1e-5)
+
+
+def test_members_train_through_the_channels_first_stem():
+  """Under vmap over members (the ensemble), the CPU path's gradients with the channels-first
+  stem equal the XLA path's, member by member."""
+  from lwi_jax.models import resnet_cnn  # noqa: PLC0415
+  images = jnp.asarray(_correlated_images(n=8, size=12).reshape(2, 4, 12, 12, 3))
+  grads = {}
+  for impl in ("cpu", "xla"):
+    model = models.create_model(_cfg(name="conv_groups", whiten_patch=2, conv_impl=impl), 3, {},
+                                np.asarray(images[0]))
+    params = jax.vmap(lambda k: model.init(k, images[0], train=False))(
+        jax.random.split(jax.random.key(0), 2))
+
+    def loss(v, x):
+      logits, _ = model.apply(v, x, train=True, mutable=["batch_stats"])
+      return jnp.sum(jnp.sin(logits))
+
+    opts = resnet_cnn.CPU_COMPILER_OPTIONS if impl == "cpu" else None
+    grads[impl] = jax.jit(jax.vmap(jax.grad(loss)), compiler_options=opts)(params, images)
+  chex.assert_trees_all_close(grads["cpu"], grads["xla"], rtol=2e-4, atol=2e-5)
+
+
 def _cfg(**kw):
-  return ml_collections.ConfigDict(dict(name="resnet_cnn", widths=(4, 8, 8), dense_width=16,
-                                        dropout_rate=0.0, conv_impl="xla", **kw))
+  return ml_collections.ConfigDict({**dict(name="resnet_cnn", widths=(4, 8, 8), dense_width=16,
+                                           dropout_rate=0.0, conv_impl="xla"), **kw})
 
 
 def test_the_layer_is_a_constant_of_the_model_not_a_parameter():

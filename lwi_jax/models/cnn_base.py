@@ -58,6 +58,16 @@ class ImageCNN(nn.Module):
       x = nn.relu(whitening.apply(x, self.whiten_patch, self.whiten_kernel, self.whiten_bias))
     return x.astype(self.compute_dtype or self.dtype)
 
+  def stem_channels_first(self, images: jax.Array, train: bool) -> jax.Array | None:
+    """The stem's output laid out [C, H, W, N] for the first convolution's weight gradient, or
+    None: computed from the images when training on the CPU path with a whitening layer, whose
+    wide output XLA:CPU would otherwise transpose slowly (whitening.apply_channels_first)."""
+    if not (train and self.whiten_patch and self.conv_impl == "cpu"):
+      return None
+    x = image_input.scaled_pixels(images, self.dtype, self.pixel_mean, self.pixel_std)
+    x = whitening.apply_channels_first(x, self.whiten_patch, self.whiten_kernel, self.whiten_bias)
+    return nn.relu(x).astype(self.compute_dtype or self.dtype)
+
   def block_options(self, train: bool) -> dict:
     """The keyword options of every conv_pool_bn_relu block."""
     return dict(train=train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,

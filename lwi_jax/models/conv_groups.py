@@ -34,9 +34,11 @@ class ConvGroupsCNN(cnn_base.ImageCNN):
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
     x = self.stem(images)
+    x_t = self.stem_channels_first(images, train)
     bn = self.block_options(train)
     for g, width in enumerate(self.widths):
-      x = conv_pool_bn_relu(x, width, self.conv_impl, f"BatchNorm_{2 * g}", pool=True, **bn)
+      x = conv_pool_bn_relu(x, width, self.conv_impl, f"BatchNorm_{2 * g}", pool=True,
+                            x_t=x_t if g == 0 else None, **bn)
       x = conv_pool_bn_relu(x, width, self.conv_impl, f"BatchNorm_{2 * g + 1}", **bn)
     x = x.max(axis=(1, 2))
     logits = nn.Dense(self.num_classes, use_bias=False, dtype=self.compute_dtype or self.dtype,

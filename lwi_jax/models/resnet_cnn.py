@@ -96,17 +96,18 @@ def _ungrouped_conv_vmap(axis_size, in_batched, x, kernel):
   return jnp.stack([_ungrouped_conv(x[i], kernel[i]) for i in range(axis_size)]), True
 
 
-def conv3x3_weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
+def conv3x3_weight_grad(x: jax.Array, dy: jax.Array, x_t: jax.Array | None = None) -> jax.Array:
   """dk[a, b, c, o] = sum_{n,i,j} xpad[n, i+a, j+b, c] dy[n, i, j, o]  (HWIO, like the kernel).
 
   The same SAME-padded canonical convolution as the forward one, so it shares its ungrouped
-  batching rule: the input is x with batch and channels swapped ([C, H, W, N]), the "kernel" is
-  dy as [H, W, N, O]; the [C, 3, 3, O] result is transposed back. Operands are at least float32
-  (bfloat16 products are exact in float32, so this is float32 accumulation).
+  batching rule: the input is x with batch and channels swapped ([C, H, W, N]; `x_t` when the
+  caller has it in that layout already), the "kernel" is dy as [H, W, N, O]; the [C, 3, 3, O]
+  result is transposed back. Operands are at least float32 (bfloat16 products are exact in
+  float32, so this is float32 accumulation).
   """
   acc = _acc_dtype(x)
-  out = _ungrouped_conv(jnp.transpose(x, (3, 1, 2, 0)).astype(acc),
-                        jnp.transpose(dy, (1, 2, 0, 3)).astype(acc))
+  x_t = jnp.transpose(x, (3, 1, 2, 0)) if x_t is None else x_t
+  out = _ungrouped_conv(x_t.astype(acc), jnp.transpose(dy, (1, 2, 0, 3)).astype(acc))
   return jnp.transpose(out, (1, 2, 0, 3)).astype(x.dtype)
 
 
@@ -129,6 +130,27 @@ def _cpu_bwd(res, dy):
 
 
 conv3x3_cpu.defvjp(_cpu_fwd, _cpu_bwd)
+
+
+@jax.custom_vjp
+def conv3x3_cpu_given_transposed(x: jax.Array, x_t: jax.Array, kernel: jax.Array) -> jax.Array:
+  """conv3x3_cpu(x, kernel), whose weight gradient reads x_t = x laid out [C, H, W, N] from the
+  caller instead of transposing x (cnn_base.ImageCNN.stem_channels_first). x_t gets a zero
+  cotangent: it is a second view of x, whose gradient dx carries in full."""
+  return _ungrouped_conv(x, kernel)
+
+
+def _cpu_t_fwd(x, x_t, kernel):
+  return _ungrouped_conv(x, kernel), (x, x_t, kernel)
+
+
+def _cpu_t_bwd(res, dy):
+  x, x_t, kernel = res
+  dx = _ungrouped_conv(dy, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  return dx, jnp.zeros_like(x_t), conv3x3_weight_grad(x, dy, x_t)
+
+
+conv3x3_cpu_given_transposed.defvjp(_cpu_t_fwd, _cpu_t_bwd)
 
 _CONVS = {"xla": conv3x3_xla, "matmul": conv3x3_matmul, "cpu": conv3x3_cpu}
 
@@ -219,23 +241,31 @@ class Conv3x3(nn.Module):
   identity_init: bool = False  # model.identity_init: identity_kernel_init
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, x_t=None):
+    """x_t: x laid out [C, H, W, N] (cnn_base.ImageCNN.stem_channels_first), for the CPU path's
+    weight gradient; None: transposed from x where needed."""
     init = identity_kernel_init() if self.identity_init else nn.initializers.lecun_normal()
     kernel = self.param("kernel", init, (3, 3, x.shape[-1], self.features), self.dtype)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.dtype)
-    y = _CONVS[self.impl](x, kernel.astype(x.dtype))
+    if x_t is not None and self.impl == "cpu":
+      y = conv3x3_cpu_given_transposed(x, x_t, kernel.astype(x.dtype))
+    else:
+      y = _CONVS[self.impl](x, kernel.astype(x.dtype))
     return y + bias.astype(x.dtype) if self.add_bias else (y, bias)
 
 
 def conv_pool_bn_relu(x: jax.Array, features: int, impl: str, bn_name: str, *, train: bool,
                       momentum: float, epsilon: float, dtype, compute_dtype, identity_init: bool,
-                      bn_scale: bool, pool: bool = False) -> jax.Array:
+                      bn_scale: bool, pool: bool = False, x_t: jax.Array | None = None
+                      ) -> jax.Array:
   """conv 3x3 -> [2x2 max pool] -> BatchNorm -> ReLU, created as submodules of the calling
-  module (the CNNs' one building block, so both convolution paths stay interchangeable)."""
+  module (the CNNs' one building block, so both convolution paths stay interchangeable).
+  x_t: x laid out [C, H, W, N] if the caller has it (Conv3x3)."""
   bn = dict(use_running_average=not train, momentum=momentum, epsilon=epsilon,
             use_scale=bn_scale, name=bn_name)
   if impl == "cpu":
-    z, bias = Conv3x3(features, impl, add_bias=False, dtype=dtype, identity_init=identity_init)(x)
+    z, bias = Conv3x3(features, impl, add_bias=False, dtype=dtype,
+                      identity_init=identity_init)(x, x_t)
     if pool:  # a per-channel bias commutes with the max, so BatchNorm still folds it in
       z = max_pool_2x2(z, impl)
     return BatchNormReLU(dtype=dtype, **bn)(z, bias)
@@ -258,12 +288,13 @@ class ResidualCNN(cnn_base.ImageCNN):
     bn = self.block_options(train)
     layer = iter(range(5))
 
-    def conv_bn_relu(x, features):
+    def conv_bn_relu(x, features, x_t=None):
       # nn.BatchNorm's automatic names, for both paths
-      return conv_pool_bn_relu(x, features, self.conv_impl, f"BatchNorm_{next(layer)}", **bn)
+      return conv_pool_bn_relu(x, features, self.conv_impl, f"BatchNorm_{next(layer)}",
+                               x_t=x_t, **bn)
 
     w0, w1, w2 = self.widths
-    x = conv_bn_relu(x, w0)
+    x = conv_bn_relu(x, w0, self.stem_channels_first(images, train))
     x = x + conv_bn_relu(x, w0)
     x = max_pool_2x2(x, self.conv_impl)
     x = conv_bn_relu(x, w1)

@@ -22,15 +22,22 @@ FIT_IMAGES = 5000  # airbench fits on 5,000 images: ~4.8 million 2x2 patches
 _FIT_CHUNK = 500  # images per covariance chunk (bounds the patch matrix's memory)
 
 
-def patches(x: jax.Array, size: int, pad: bool) -> jax.Array:
-  """[N, H, W, C] -> [N, H', W', size*size*C] patches in (dy, dx, c) order. pad=True repeats the
-  last row/column (size - 1 of them) so the output keeps H x W; pad=False keeps valid patches."""
-  n, h, w, c = x.shape
+def patches(x: jax.Array, size: int, pad: bool, axes: tuple[int, int] = (1, 2)) -> jax.Array:
+  """x's size x size patches over its two spatial `axes`, on a new last axis in (dy, dx, c)
+  order: [N, H, W, C] -> [N, H', W', size*size*C] (axes (1, 2)), [H, W, N, C] -> [H', W', N,
+  size*size*C] (axes (0, 1)). pad=True repeats the last row/column (size - 1 of them) so the
+  output keeps H x W; pad=False keeps valid patches."""
+  a, b = axes
   if pad:
-    x = jnp.pad(x, ((0, 0), (0, size - 1), (0, size - 1), (0, 0)), mode="edge")
-  ho, wo = x.shape[1] - size + 1, x.shape[2] - size + 1
-  return jnp.concatenate([x[:, dy:dy + ho, dx:dx + wo, :] for dy in range(size)
-                          for dx in range(size)], axis=-1)
+    widths = [(0, 0)] * x.ndim
+    widths[a] = widths[b] = (0, size - 1)
+    x = jnp.pad(x, widths, mode="edge")
+  ho, wo = x.shape[a] - size + 1, x.shape[b] - size + 1
+
+  def window(dy, dx):
+    return jax.lax.slice_in_dim(jax.lax.slice_in_dim(x, dy, dy + ho, axis=a), dx, dx + wo, axis=b)
+
+  return jnp.concatenate([window(dy, dx) for dy in range(size) for dx in range(size)], axis=-1)
 
 
 def check(size: int, eps: float) -> None:
@@ -89,3 +96,17 @@ def apply(x: jax.Array, size: int, kernel: tuple[float, ...], bias: tuple[float,
   p = patches(x, size, pad=True)
   k = jnp.asarray(kernel, x.dtype).reshape(p.shape[-1], -1)
   return p @ k + jnp.asarray(bias, x.dtype)
+
+
+def apply_channels_first(x: jax.Array, size: int, kernel: tuple[float, ...],
+                         bias: tuple[float, ...]) -> jax.Array:
+  """apply(x, ...) laid out [2*size*size*C, H, W, N]: what the first convolution's weight
+  gradient reads on the CPU path (resnet_cnn.conv3x3_cpu_given_transposed).
+
+  Why not transpose apply()'s output: XLA:CPU's transpose of the whitened [256, 32, 32, 24]
+  batch took ~28 ms of a ~285 ms `:cpu` step (`python -m bench.profile_step --preset cpu`).
+  Here only the C-channel input is transposed, and the projection writes channels first.
+  """
+  p = patches(jnp.transpose(x, (1, 2, 0, 3)), size, pad=True, axes=(0, 1))  # [H, W, N, k*k*C]
+  k = jnp.asarray(kernel, x.dtype).reshape(p.shape[-1], -1)
+  return jnp.einsum("pq,hwnp->qhwn", k, p) + jnp.asarray(bias, x.dtype)[:, None, None, None]
