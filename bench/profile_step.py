@@ -81,14 +81,20 @@ def profile_preset(args) -> None:
   data = time_to_accuracy.data_lib.load_dataset(d)
   member = time_to_accuracy.JaxMember(config, data)
   member.train_epoch(0)  # compiles
+  steps = member.steps_per_epoch
+  _traced(lambda: member.train_epoch(1), args, lambda wall: (
+      f"preset {args.preset} ({config.model.name} {tuple(config.model.widths)}), batch "
+      f"{config.train.batch_size}: {steps} steps in {wall:.2f} s traced "
+      f"({wall / steps:.3f} s/step incl. tracing overhead)"))
+
+
+def _traced(run, args, header) -> None:
+  """run() once under the profiler (the caller has compiled it), then the op-time tables."""
   trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="lwi_jax_profile_")
   t0 = time.perf_counter()
   with jax.profiler.trace(trace_dir):
-    member.train_epoch(1)
-  wall = time.perf_counter() - t0
-  print(f"preset {args.preset} ({config.model.name} {tuple(config.model.widths)}), batch "
-        f"{config.train.batch_size}: {member.steps_per_epoch} steps in {wall:.2f} s traced "
-        f"({wall / member.steps_per_epoch:.3f} s/step incl. tracing overhead)\n")
+    run()
+  print(header(time.perf_counter() - t0) + "\n")
   print(summarize(trace_dir, args.top))
   print(f"\ntrace: {trace_dir}")
 
@@ -105,8 +111,8 @@ def main(argv=None) -> None:
   p.add_argument("--trace_dir", default="")
   p.add_argument("--quick", action="store_true", help="bench.run --quick's tiny model sizes")
   p.add_argument("--preset", default="", help="a configs/cifar.py preset: trace one epoch of "
-                 "(at least) --steps batches of its network and recipe through the study's trainer "
-                 "(bench.time_to_accuracy's JAX member) instead of bench.run's CNN")
+                 "(at least) --steps batches of its network and recipe through the study's "
+                 "trainer (bench.time_to_accuracy's JAX member) instead of bench.run's CNN")
   p.add_argument("--data_dir", default="", help="--preset: default the preset's data.dir (or "
                  "LWI_CIFAR10_DIR)")
   args = p.parse_args(argv)
@@ -120,16 +126,10 @@ def main(argv=None) -> None:
   case = bench_run.jax_case(args.model, model, args.impl, args.strategy, args.members, x, y,
                             classes, args.steps, 0.0, bargs)
   case.run()  # warm
-  trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="lwi_jax_profile_")
-  t0 = time.perf_counter()
-  with jax.profiler.trace(trace_dir):
-    case.run()
-  wall = time.perf_counter() - t0
-  print(f"{args.model} {args.impl} {args.strategy} K={args.members} batch {args.batch}: "
-        f"{args.steps} steps in {wall:.2f} s traced ({wall / args.steps / args.members:.3f} "
-        f"s/step/member incl. tracing overhead)\n")
-  print(summarize(trace_dir, args.top))
-  print(f"\ntrace: {trace_dir}")
+  _traced(case.run, args, lambda wall: (
+      f"{args.model} {args.impl} {args.strategy} K={args.members} batch {args.batch}: "
+      f"{args.steps} steps in {wall:.2f} s traced ({wall / args.steps / args.members:.3f} "
+      f"s/step/member incl. tracing overhead)"))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ LOGIT_SCALE = 1.0 / 9.0  # lwi_jax.models.conv_groups.LOGIT_SCALE (a test checks
 
 
 class _ConvPoolBNReLU(nn.Module):
-  """lwi_jax.models.resnet_cnn.conv_pool_bn_relu: conv 3x3 -> [2x2 max pool] -> BatchNorm -> ReLU."""
+  """lwi_jax.models.resnet_cnn.conv_pool_bn_relu: conv 3x3 -> [2x2 max pool] -> BN -> ReLU."""
 
   def __init__(self, cin: int, cout: int, pool: bool = False, bn_scale: bool = True,
                identity_init: bool = False):
