@@ -96,19 +96,27 @@ def _ungrouped_conv_vmap(axis_size, in_batched, x, kernel):
   return jnp.stack([_ungrouped_conv(x[i], kernel[i]) for i in range(axis_size)]), True
 
 
-def conv3x3_weight_grad(x: jax.Array, dy: jax.Array, x_t: jax.Array | None = None) -> jax.Array:
+def conv3x3_weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
   """dk[a, b, c, o] = sum_{n,i,j} xpad[n, i+a, j+b, c] dy[n, i, j, o]  (HWIO, like the kernel).
 
   The same SAME-padded canonical convolution as the forward one, so it shares its ungrouped
-  batching rule: the input is x with batch and channels swapped ([C, H, W, N]; `x_t` when the
-  caller has it in that layout already), the "kernel" is dy as [H, W, N, O]; the [C, 3, 3, O]
-  result is transposed back. Operands are at least float32 (bfloat16 products are exact in
-  float32, so this is float32 accumulation).
+  batching rule: the input is x with batch and channels swapped ([C, H, W, N]), the "kernel" is
+  dy as [H, W, N, O]; the [C, 3, 3, O] result is transposed back. Operands are at least float32
+  (bfloat16 products are exact in float32, so this is float32 accumulation).
   """
-  acc = _acc_dtype(x)
-  x_t = jnp.transpose(x, (3, 1, 2, 0)) if x_t is None else x_t
+  return _weight_grad_channels_first(jnp.transpose(x, (3, 1, 2, 0)), dy)
+
+
+def _weight_grad_channels_first(x_t: jax.Array, dy: jax.Array) -> jax.Array:
+  """conv3x3_weight_grad from x already laid out [C, H, W, N]."""
+  acc = _acc_dtype(x_t)
   out = _ungrouped_conv(x_t.astype(acc), jnp.transpose(dy, (1, 2, 0, 3)).astype(acc))
-  return jnp.transpose(out, (1, 2, 0, 3)).astype(x.dtype)
+  return jnp.transpose(out, (1, 2, 0, 3)).astype(x_t.dtype)
+
+
+def _input_grad(dy: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The input gradient: the forward convolution of dy with the flipped, transposed kernel."""
+  return _ungrouped_conv(dy, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
 
 
 @jax.custom_vjp
@@ -124,9 +132,7 @@ def _cpu_fwd(x, kernel):
 
 def _cpu_bwd(res, dy):
   x, kernel = res
-  # The input gradient is the forward convolution of dy with the flipped, transposed kernel.
-  dx = _ungrouped_conv(dy, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
-  return dx, conv3x3_weight_grad(x, dy)
+  return _input_grad(dy, kernel), conv3x3_weight_grad(x, dy)
 
 
 conv3x3_cpu.defvjp(_cpu_fwd, _cpu_bwd)
@@ -141,13 +147,12 @@ def conv3x3_cpu_given_transposed(x: jax.Array, x_t: jax.Array, kernel: jax.Array
 
 
 def _cpu_t_fwd(x, x_t, kernel):
-  return _ungrouped_conv(x, kernel), (x, x_t, kernel)
+  return _ungrouped_conv(x, kernel), (x_t, kernel)
 
 
 def _cpu_t_bwd(res, dy):
-  x, x_t, kernel = res
-  dx = _ungrouped_conv(dy, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
-  return dx, jnp.zeros_like(x_t), conv3x3_weight_grad(x, dy, x_t)
+  x_t, kernel = res
+  return _input_grad(dy, kernel), jnp.zeros_like(x_t), _weight_grad_channels_first(x_t, dy)
 
 
 conv3x3_cpu_given_transposed.defvjp(_cpu_t_fwd, _cpu_t_bwd)
