@@ -2,7 +2,7 @@
 
   python launch.py --config=configs/cifar.py                 # full size (GPU/TPU)
   python launch.py --config=configs/cifar.py:cpu             # full 45k/5k split, ~15 min a member
-                                                             # on 2 CPU cores (measured: 56 s a
+                                                             # on 2 CPU cores (measured: ~57 s a
                                                              # member-epoch)
   python launch.py --config=configs/cifar.py:smoke           # seconds: tiny model and data (tests)
 
