@@ -16,8 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-LOGIT_SCALE = 1.0 / 9.0  # lwi_jax.models.conv_groups.LOGIT_SCALE (a test checks they agree)
+from lwi_jax.models.conv_groups import LOGIT_SCALE  # the JAX model's constant, one place
 
 
 class _ConvPoolBNReLU(nn.Module):
