@@ -9,6 +9,7 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # The scalar scores of a confusion matrix that a study compares between members.
 SUMMARY_KEYS = ("accuracy", "macro_f1", "var_tpr", "worst_tpr")
@@ -28,6 +29,21 @@ def confusion_matrix(labels: jax.Array, predictions: jax.Array, num_classes: int
   weights = jnp.ones_like(flat) if mask is None else mask.astype(jnp.int32)
   cm = jnp.zeros(num_classes * num_classes, jnp.int32).at[flat].add(weights)
   return cm.reshape(num_classes, num_classes)
+
+
+def predicted_classes(logits: np.ndarray, num_classes: int) -> np.ndarray:
+  """argmax over the last axis of logits [..., N, C] as int8 (int16 past 127 classes): what a
+  phase stores per example for the bootstrap and McNemar's test."""
+  return np.argmax(logits, -1).astype(np.int16 if num_classes > 127 else np.int8)
+
+
+def confusion_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: int
+                     ) -> np.ndarray:
+  """`confusion_matrix` on the host (numpy, int64): what a study computes from the logits its
+  one evaluation program returns (lwi_jax/study/trainer.py) and what the post-hoc arms score."""
+  labels = np.asarray(labels, np.int64)
+  flat = labels * num_classes + np.asarray(predictions, np.int64)
+  return np.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
 def summarize_confusion(cm, xp=jnp) -> dict:

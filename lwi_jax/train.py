@@ -20,7 +20,7 @@ import numpy as np
 from flax.training import train_state
 
 from lwi_jax import augment as augment_lib
-from lwi_jax import losses, metrics
+from lwi_jax import losses
 from lwi_jax.member import MemberHParams
 
 
@@ -274,36 +274,6 @@ def predict_logits(state: TrainState, x: jax.Array, eval_flip: bool = False) -> 
   if eval_flip:
     logits = logits + state.apply_fn(variables, x[:, :, ::-1], train=False).astype(jnp.float32)
   return logits
-
-
-def predict_confusion(state: TrainState, inputs: jax.Array, labels: jax.Array, mask: jax.Array,
-                      *, num_classes: int, eval_flip: bool = False) -> jax.Array:
-  """Confusion matrix of one member over pre-batched eval data [S, B, ...] with mask [S, B]."""
-
-  def body(cm, xs):
-    x, y, m = xs
-    logits = predict_logits(state, x, eval_flip)
-    return cm + metrics.confusion_matrix(y, jnp.argmax(logits, -1), num_classes, m), None
-
-  cm0 = jnp.zeros((num_classes, num_classes), jnp.int32)
-  return jax.lax.scan(body, cm0, (inputs, labels, mask))[0]
-
-
-def predict_labels(state: TrainState, inputs: jax.Array, mask: jax.Array,
-                   eval_flip: bool = False) -> jax.Array:
-  """Predicted class [S*B] (int32; -1 at padding) of one member over pre-batched eval data.
-
-  The per-example counterpart of `predict_confusion` (same logits, `eval_flip` included), for
-  statistics that resample examples (lwi_jax/report/bootstrap.py) and for out-of-fold scores
-  (lwi_jax/rules/scores.py).
-  """
-
-  def body(_, xs):
-    x, m = xs
-    logits = predict_logits(state, x, eval_flip)
-    return None, jnp.where(m, jnp.argmax(logits, -1), -1).astype(jnp.int32)
-
-  return jax.lax.scan(body, None, (inputs, mask))[1].reshape(-1)
 
 
 def eval_batches(n: int, batch_size: int) -> tuple[int, int]:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lwi_jax import data as data_lib
+from lwi_jax import metrics
 from lwi_jax import models
 from lwi_jax.parallel import ensemble, programs
 from lwi_jax.rules import members
@@ -130,7 +131,7 @@ def test_tiny_study_with_head_only_logit_space_and_online_members(tmp_path, monk
       row = results["posthoc"][2 + i]
       pred = posthoc.adjusted_predictions(logits[phase]["test"][j], row["posthoc"]["offsets"])
       np.testing.assert_array_equal(row["test"]["confusion"],
-                                    posthoc.confusion(pred, data.test.labels, 3))
+                                    metrics.confusion_counts(pred, data.test.labels, 3))
   assert any(line.startswith("[head1] training 2 members for 1 epoch") for line in lines)
   saved = {f.split("-")[0]: json.load(open(tmp_path / "phases" / f))
            for f in os.listdir(tmp_path / "phases") if f.endswith(".json")}

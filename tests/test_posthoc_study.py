@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lwi_jax import data as data_lib
+from lwi_jax import metrics
 from lwi_jax.rules import posthoc
 from lwi_jax.study import phases
 from lwi_jax.study import study as study_lib
@@ -83,11 +84,11 @@ def test_posthoc_predictions_are_the_saved_logits_plus_offsets(study):
       continue
     pred = posthoc.adjusted_predictions(logits["test"][member["seed"]],
                                         member["posthoc"]["offsets"])
-    np.testing.assert_array_equal(member["test"]["confusion"], posthoc.confusion(pred, labels, 3))
+    np.testing.assert_array_equal(member["test"]["confusion"], metrics.confusion_counts(pred, labels, 3))
   # with no offsets, the saved logits give the baseline's own saved confusion
   for base in results["baseline"]:
     pred = logits["test"][base["seed"]].argmax(-1)
-    np.testing.assert_array_equal(base["test"]["confusion"], posthoc.confusion(pred, labels, 3))
+    np.testing.assert_array_equal(base["test"]["confusion"], metrics.confusion_counts(pred, labels, 3))
 
 
 def test_out_of_fold_logits_are_the_scores_behind_the_weights(study):
@@ -101,7 +102,7 @@ def test_out_of_fold_logits_are_the_scores_behind_the_weights(study):
   # the argmax of the out-of-fold logits is the out-of-fold confusion the scores came from
   labels = data_lib.load_dataset(config.data).train.labels
   for i, cm in enumerate(saved["out_of_fold_confusion"]):
-    np.testing.assert_array_equal(posthoc.confusion(oof[i].argmax(-1), labels, 3), cm)
+    np.testing.assert_array_equal(metrics.confusion_counts(oof[i].argmax(-1), labels, 3), cm)
   # a rule+post-hoc row fitted on the selection split is compared, never chosen there
   chosen = results["selection"]["chosen"]
   assert chosen is None or not chosen["rule"].startswith("inverse_tpr:gamma=1+")

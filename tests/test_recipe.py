@@ -176,12 +176,11 @@ def test_eval_flip_sums_the_mirror_images_logits(tiny_state):
   one = jax.jit(lambda s, x: train.predict_logits(s, x, False))
   np.testing.assert_allclose(both, one(state, x) + one(state, x[:, :, ::-1]), rtol=1e-5,
                              atol=1e-5)
-  cm = train.predict_confusion(state, x[None], jnp.zeros((1, 8), jnp.int32),
-                               jnp.ones((1, 8), bool), num_classes=5, eval_flip=True)
-  assert int(cm.sum()) == 8
-  # the per-example predictions (bootstrap, cross-fitted scores) use the same logits
-  labels = train.predict_labels(state, x[None], jnp.ones((1, 8), bool), eval_flip=True)
-  np.testing.assert_array_equal(labels, jnp.argmax(both, -1))
+  # the study's evaluation program (confusions, predictions, post-hoc arms) sums them too
+  stacked = jax.tree.map(lambda a: a[None], state)
+  member = programs.ensemble_logits_fn("vmap", eval_flip=True)(stacked, x[None],
+                                                               jnp.ones((1, 8), bool))
+  np.testing.assert_allclose(member[0], both, rtol=1e-5, atol=1e-5)
 
 
 def test_bn_settings_reach_the_model(tiny_state):
@@ -254,21 +253,21 @@ def test_smoke_preset_trains_with_the_whole_recipe(tmp_path, monkeypatch, tiny_c
   config.workdir = str(tmp_path / "run")
   config.rules = ("uniform",)  # one member per phase: both phases share compiled programs
   seen = {}
-  real_epoch, real_conf = programs.ensemble_train_epoch_fn, programs.ensemble_confusion_fn
+  real_epoch, real_logits = programs.ensemble_train_epoch_fn, programs.ensemble_logits_fn
 
   def spy_epoch(*args, **kwargs):
     seen["epoch"] = args, kwargs
     return real_epoch(*args, **kwargs)
 
-  def spy_conf(*args):
-    seen["confusion"] = args
-    return real_conf(*args)
+  def spy_logits(*args):
+    seen["logits"] = args
+    return real_logits(*args)
 
   monkeypatch.setattr(programs, "ensemble_train_epoch_fn", spy_epoch)
-  monkeypatch.setattr(programs, "ensemble_confusion_fn", spy_conf)
+  monkeypatch.setattr(programs, "ensemble_logits_fn", spy_logits)
   results = study_lib.run(config, log=lambda m: None)
   spec, smoothing = seen["epoch"][0][1], seen["epoch"][1]["label_smoothing"]
   assert spec == augment.AugmentSpec("flip_crop", 2, "reflect", "alternating")
-  assert smoothing == pytest.approx(0.2) and seen["confusion"][5] is True
+  assert smoothing == pytest.approx(0.2) and seen["logits"][4] is True
   assert results["dataset"]["sizes"] == {"train": 180, "validation": 20, "test": 200}
   assert os.path.exists(os.path.join(config.workdir, "report.md"))

@@ -12,6 +12,7 @@ from scipy import stats as scipy_stats
 
 from lwi_jax import data as data_lib
 from lwi_jax import member
+from lwi_jax import metrics
 from lwi_jax import optim
 from lwi_jax import train
 from lwi_jax.parallel import ensemble
@@ -125,18 +126,20 @@ def linear_ensemble():
 
 
 def test_predictions_agree_with_the_confusion_matrices(linear_ensemble):
+  """The one evaluation program's logits -> predictions -> confusion, as the study reads them."""
   states, x, labels = linear_ensemble
-  inputs, ys, mask = train.batch_for_eval(x, labels, 16)  # 64 slots, 4 of them padding
-  preds = programs.ensemble_predictions_fn("vmap")(states, inputs, mask)
-  cms = programs.ensemble_confusion_fn(3, "vmap")(states, inputs, ys, mask)
-  chex.assert_shape(preds, (3, 64))
-  assert preds.dtype == jnp.int32 and np.all(np.asarray(preds)[:, 60:] == -1)
-  for p, cm in zip(np.asarray(preds)[:, :60], np.asarray(cms)):
+  inputs, _, mask = train.batch_for_eval(x, labels, 16)  # 64 slots, 4 of them padding
+  logits = programs.ensemble_logits_fn("vmap")(states, inputs, mask)
+  chex.assert_shape(logits, (3, 64, 3))
+  assert logits.dtype == jnp.float32 and np.all(np.asarray(logits)[:, 60:] == 0)
+  preds = metrics.predicted_classes(np.asarray(logits)[:, :60], 3)
+  assert preds.dtype == np.int8
+  for p in preds:
     ref = np.zeros((3, 3), int)
     np.add.at(ref, (labels, p), 1)
-    np.testing.assert_array_equal(ref, cm)
-  seq = programs.ensemble_predictions_fn("sequential")(states, inputs, mask)
-  np.testing.assert_array_equal(preds, seq)
+    np.testing.assert_array_equal(ref, metrics.confusion_counts(p, labels, 3))
+  seq = programs.ensemble_logits_fn("sequential")(states, inputs, mask)
+  np.testing.assert_array_equal(np.asarray(logits), np.asarray(seq))
 
 
 def test_fold_members_never_learn_from_their_held_out_examples(linear_ensemble):
@@ -168,8 +171,9 @@ class _FakeTrainer:
     history["finite"] = np.array([[label not in self.diverged] for label in labels], float)
     return jnp.zeros(e), hparams, history
 
-  def evaluate(self, states, split, num_members=None):
-    return trainer_lib.summaries_from_confusions(np.stack([np.eye(3, dtype=int)] * len(states)))
+  def confusions_of(self, predictions, split):
+    return np.stack([metrics.confusion_counts(p, getattr(self.data, split).labels, 3)
+                     for p in predictions])
 
   def predictions(self, states, split, num_members=None):
     y = getattr(self.data, split).labels

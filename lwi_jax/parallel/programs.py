@@ -57,28 +57,11 @@ def ensemble_train_epoch_fn(batch_size: int, augment, strategy: str, chunk: int 
   return _compile(member, 3, strategy, chunk, mesh, (1, 2), compiler_options, donate=(0, 1))
 
 
-@functools.lru_cache(maxsize=None)
-def ensemble_confusion_fn(num_classes: int, strategy: str, chunk: int = 0, mesh=None,
-                          compiler_options: tuple = (), eval_flip: bool = False):
-  """Jitted (states[E], inputs, labels, mask) -> confusion matrices [E, C, C] (replicated)."""
-  member = functools.partial(train.predict_confusion, num_classes=num_classes,
-                             eval_flip=eval_flip)
-  return _compile(member, 1, strategy, chunk, mesh, (0,), compiler_options)
-
-
-@functools.lru_cache(maxsize=None)
-def ensemble_predictions_fn(strategy: str, chunk: int = 0, mesh=None,
-                            compiler_options: tuple = (), eval_flip: bool = False):
-  """Jitted (states[E], inputs, mask) -> predicted classes [E, S*B] (replicated)."""
-  member = functools.partial(train.predict_labels, eval_flip=eval_flip)
-  return _compile(member, 1, strategy, chunk, mesh, (0,), compiler_options)
-
-
 def _member_logits(state: train.TrainState, inputs: jax.Array, mask: jax.Array,
                    eval_flip: bool = False) -> jax.Array:
-  """Logits [S*B, C] (float32; 0 at padding) of one member over pre-batched eval data: the same
-  `train.predict_logits` as the confusion and prediction programs, kept per example for the
-  post-hoc arms (lwi_jax/rules/posthoc.py)."""
+  """Logits [S*B, C] (float32; 0 at padding) of one member over pre-batched eval data [S, B, ...]
+  with mask [S, B]: the study's only evaluation program (confusions, predictions and the
+  post-hoc arms are read from its output on the host: lwi_jax/study/trainer.py)."""
 
   def body(_, xs):
     x, m = xs

@@ -154,15 +154,9 @@ def adjusted_predictions(logits: np.ndarray, offsets: np.ndarray) -> np.ndarray:
   return np.argmax(np.asarray(logits, np.float64) + np.asarray(offsets, np.float64), -1)
 
 
-def confusion(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-  labels = np.asarray(labels, np.int64)
-  flat = labels * num_classes + np.asarray(predictions, np.int64)
-  return np.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-
-
 def summary(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
   """The score dict a phase saves per member (metrics.summarize_confusion + the matrix)."""
-  cm = confusion(predictions, labels, num_classes)
+  cm = metrics.confusion_counts(predictions, labels, num_classes)
   out = {k: np.asarray(v) for k, v in metrics.summarize_confusion(cm, np).items()}
   out["confusion"] = cm
   return out

@@ -36,6 +36,7 @@ import ml_collections
 import numpy as np
 
 from lwi_jax import data as data_lib
+from lwi_jax import metrics
 from lwi_jax.data import split_manifest
 from lwi_jax.member import MemberHParams
 from lwi_jax.parallel import ensemble, sharding
@@ -46,7 +47,7 @@ from lwi_jax.rules import posthoc as posthoc_lib
 from lwi_jax.rules import scores as scores_lib
 from lwi_jax.runtime import console, io_utils, run_control
 from lwi_jax.study import checks, memory, phases, posthoc_step, train_options, weights_step
-from lwi_jax.study.trainer import Trainer
+from lwi_jax.study.trainer import Trainer, summaries_from_confusions
 
 SPLIT_MANIFEST = "split_manifest.json"  # in the workdir
 
@@ -199,18 +200,19 @@ class Study:
         **({} if start is None else {"initial_states": start(), "epochs": epochs}))
     if name == "baseline":  # what head phases start from; other phases' states are let go
       self._states[name] = states
+    # One evaluation pass per split: scores, per-example predictions and post-hoc logits.
+    logits = {s: self.trainer.logits(states, s, len(seeds)) for s in ("validation", "test")}
+    preds = {s: metrics.predicted_classes(x, self.data.num_classes) for s, x in logits.items()}
+    scores = {s: summaries_from_confusions(self.trainer.confusions_of(p, s))
+              for s, p in preds.items()}
     result = phases.result(labels, seeds, rules, hparams_start, jax.device_get(hp_end), history,
-                           self.trainer.evaluate(states, "validation", len(seeds)),
-                           self.trainer.evaluate(states, "test", len(seeds)))
-    # per-example test predictions: what the bootstrap and McNemar's test resample (compact ints)
-    result["test_predictions"] = self.trainer.predictions(states, "test", len(seeds))
-    # validation predictions: the split report/selection.py chooses a rule on
-    result["validation_predictions"] = self.trainer.predictions(states, "validation", len(seeds))
+                           scores["validation"], scores["test"])
+    # per-example predictions: what the bootstrap and McNemar's test resample (test), the split
+    # report/selection.py chooses a rule on (validation)
+    result.update(test_predictions=preds["test"], validation_predictions=preds["validation"])
     if extra is not None:
       result.update(extra(states))
     if self.posthoc:  # before the JSON: a phase file without its logits is never left behind
-      n = len(seeds)
-      logits = {split: self.trainer.logits(states, split, n) for split in ("validation", "test")}
       logits.update(extra_logits(states) if extra_logits is not None else {})
       phases.write_logits(path, logits)
       self._logits[name] = logits

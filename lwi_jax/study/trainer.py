@@ -106,30 +106,27 @@ class Trainer:
           d.inputs, d.labels, self.config.train.eval_batch_size), self.mesh))
     return self._eval_sets[split]
 
-  def confusions(self, states, split: str) -> jax.Array:
-    fn = programs.ensemble_confusion_fn(self.num_classes, self.strategy, self.chunk, self.mesh,
-                                        self.compiler_options, self.eval_flip)
-    return fn(states, *self._eval_set(split))
-
-  def predictions(self, states, split: str, num_members: int | None = None) -> np.ndarray:
-    """Predicted class of every example of `split` by the first `num_members` members, [E, N].
-
-    `split` may be "train": only cross-fitting scores the training pool.
-    """
-    inputs, _, mask = self._eval_set(split)
-    fn = programs.ensemble_predictions_fn(self.strategy, self.chunk, self.mesh,
-                                          self.compiler_options, self.eval_flip)
-    preds = np.asarray(fn(states, inputs, mask))[:num_members, :len(getattr(self.data, split))]
-    return preds.astype(np.int16 if self.num_classes > 127 else np.int8)
-
   def logits(self, states, split: str, num_members: int | None = None) -> np.ndarray:
-    """Logits [E, N, C] (float32) of every example of `split` by the first `num_members`
-    members: what the post-hoc arms fit and apply offsets to."""
+    """Logits [E, N, C] (float32) of `split` ("train": cross-fitting only) by the first
+    `num_members` members (all: None). The one evaluation program: confusions, predictions and
+    post-hoc arms all read these, so they agree and a phase compiles one program per split."""
     inputs, _, mask = self._eval_set(split)
     fn = programs.ensemble_logits_fn(self.strategy, self.chunk, self.mesh,
                                      self.compiler_options, self.eval_flip)
     out = np.asarray(fn(states, inputs, mask), np.float32)
     return out[:num_members, :len(getattr(self.data, split))]
+
+  def predictions(self, states, split: str, num_members: int | None = None) -> np.ndarray:
+    return metrics.predicted_classes(self.logits(states, split, num_members), self.num_classes)
+
+  def confusions(self, states, split: str, num_members: int | None = None) -> np.ndarray:
+    return self.confusions_of(self.predictions(states, split, num_members), split)
+
+  def confusions_of(self, predictions: np.ndarray, split: str) -> np.ndarray:
+    """Confusion matrices [E, C, C] (int32) of predictions [E, N] of `split`."""
+    labels = getattr(self.data, split).labels
+    return np.stack([metrics.confusion_counts(p, labels, self.num_classes)
+                     for p in predictions]).astype(np.int32)
 
   def epoch_fn(self, on_step=None):
     """The compiled (states, hparams, keys, epoch, inputs, labels) -> ... of this config
@@ -185,7 +182,7 @@ class Trainer:
 
   def evaluate(self, states, split: str, num_members: int | None = None) -> list[dict]:
     """Per-member summaries of the first `num_members` members (all: None), e.g. unpadded."""
-    return summaries_from_confusions(np.asarray(self.confusions(states, split))[:num_members])
+    return summaries_from_confusions(self.confusions(states, split, num_members))
 
   def fit(self, phase: str, labels: list[str], seeds: list[int], hparams: MemberHParams,
           checkpoint_dir: str | None = None, tensorboard_dir: str | None = None,
@@ -322,7 +319,7 @@ class Trainer:
   def _validate(self, states, hparams, n: int, dynamic: bool):
     """(validation accuracy [n], hparams): dynamic-difficulty members get their new weights."""
     cms = self.confusions(states, "validation")
-    val_acc = (np.trace(np.asarray(cms), axis1=1, axis2=2) / np.asarray(cms).sum((1, 2)))[:n]
+    val_acc = (np.trace(cms, axis1=1, axis2=2) / cms.sum((1, 2)))[:n]
     if dynamic:
       hparams = weighting.ensemble_dynamic_weights_update(hparams, cms)
     return val_acc, hparams
