@@ -21,7 +21,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # bench/ and tests/ are imported as packages of the checkout
   sys.path.insert(0, REPO)
 
-from bench import batched_matmul, profile_step, progress_overhead, tabular_reference  # noqa: E402
+from bench import batched_matmul, conv_grad_layers, profile_step, progress_overhead  # noqa: E402
+from bench import tabular_reference  # noqa: E402
 from bench import tabular_speed  # noqa: E402
 from bench import text_encodings, time_to_accuracy  # noqa: E402
 from bench import run as bench_run  # noqa: E402
@@ -244,3 +245,15 @@ def test_image_folder_speed(tiny_cifar10_dir, tmp_path):
                                     "--cifar-dir", tiny_cifar10_dir])
   assert result["images"] == 700 and result["cache_reused"] == [False, True]
   assert result["same_split"] and result["same_class"]
+
+
+def test_conv_grad_layers(capsys):
+  """bench.conv_grad_layers on tiny batches: one row per convolution of the preset's network,
+  JAX's and (with the bench extra) PyTorch's gradient timings side by side."""
+  rows = conv_grad_layers.main(["--batch", "2", "--rounds", "1",
+                                *([] if _torch_available() else ["--no_torch"])])
+  assert [(r["size"], r["c_in"], r["c_out"]) for r in rows] == [
+      (32, 24, 32), (16, 32, 32), (16, 32, 128), (8, 128, 128), (8, 128, 128), (4, 128, 128)]
+  assert all(v > 0 for r in rows for v in r["ms"].values())
+  assert ("torch weight grad" in rows[0]["ms"]) == _torch_available()
+  assert "| 16x16, 32 -> 128 |" in capsys.readouterr().out
