@@ -1,7 +1,9 @@
 """Per-class evaluation: confusion matrix, TPR (recall), precision, F1, Var(s), worst class.
 
-Computed in JAX so they vmap over an ensemble. `Var(s)` is the population variance
-mean((s_i - s̄)^2), the paper's measure of learnability imbalance.
+The scores are computed in JAX (vmapped over an ensemble) or numpy (`xp`); a study counts its
+confusion matrices on the host from its one evaluation program's logits (`confusion_counts`),
+`confusion_matrix` is the same count inside a compiled program. `Var(s)` is the population
+variance mean((s_i - s̄)^2), the paper's measure of learnability imbalance.
 """
 
 from __future__ import annotations

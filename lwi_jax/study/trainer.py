@@ -99,18 +99,19 @@ class Trainer:
     return self.config.train.ensemble_chunk
 
   def _eval_set(self, split: str) -> tuple:
-    """(inputs, labels, mask) of `split` in eval batches, on the device(s); built once."""
+    """(inputs, mask) of `split` in eval batches, on the device(s); built once. The labels stay
+    on the host: the confusions are counted there (confusions_of)."""
     if split not in self._eval_sets:
       d = getattr(self.data, split)
-      self._eval_sets[split] = tuple(sharding.replicate(train.batch_for_eval(
-          d.inputs, d.labels, self.config.train.eval_batch_size), self.mesh))
+      inputs, _, mask = train.batch_for_eval(d.inputs, d.labels, self.config.train.eval_batch_size)
+      self._eval_sets[split] = tuple(sharding.replicate((inputs, mask), self.mesh))
     return self._eval_sets[split]
 
   def logits(self, states, split: str, num_members: int | None = None) -> np.ndarray:
     """Logits [E, N, C] (float32) of `split` ("train": cross-fitting only) by the first
     `num_members` members (all: None). The one evaluation program: confusions, predictions and
     post-hoc arms all read these, so they agree and a phase compiles one program per split."""
-    inputs, _, mask = self._eval_set(split)
+    inputs, mask = self._eval_set(split)
     fn = programs.ensemble_logits_fn(self.strategy, self.chunk, self.mesh,
                                      self.compiler_options, self.eval_flip)
     out = np.asarray(fn(states, inputs, mask), np.float32)
