@@ -170,13 +170,14 @@ class Study:
                               self.data_hash)
 
   def _phase(self, name: str, key: str, labels, seeds, rules, make_hparams, extra=None,
-             extra_logits=None, start=None, epochs=None) -> dict:
+             start=None, epochs=None) -> dict:
     """Loads a finished phase, or trains (resuming from its checkpoints) and saves it.
 
-    `extra(states)` adds fields to the saved result (the crossfit phase's out-of-fold scores);
-    with config.posthoc, the members' validation and test logits (and `extra_logits(states)`)
-    are saved beside it. `start()` gives the states to start from (head phases) and `epochs`
-    the phase's epochs (None: initialised from the seeds, train.epochs).
+    `extra(states)` gives (fields added to the saved result, logits saved with config.posthoc:
+    the crossfit phase's out-of-fold scores and logits); with config.posthoc the members'
+    validation and test logits are saved beside the result too. `start()` gives the states to
+    start from (head phases) and `epochs` the phase's epochs (None: initialised from the seeds,
+    train.epochs).
     """
     path = phases.path(self.workdir, name, key)
     self._phase_keys.append(f"{name}-{key}")
@@ -210,10 +211,10 @@ class Study:
     # per-example predictions: what the bootstrap and McNemar's test resample (test), the split
     # report/selection.py chooses a rule on (validation)
     result.update(test_predictions=preds["test"], validation_predictions=preds["validation"])
-    if extra is not None:
-      result.update(extra(states))
+    fields, extra_logits = extra(states) if extra is not None else ({}, {})
+    result.update(fields)
     if self.posthoc:  # before the JSON: a phase file without its logits is never left behind
-      logits.update(extra_logits(states) if extra_logits is not None else {})
+      logits.update(extra_logits)
       phases.write_logits(path, logits)
       self._logits[name] = logits
     saved = phases.write(path, result)
@@ -242,17 +243,15 @@ class Study:
     folds = {s: scores_lib.stratified_folds(self.data.train.labels, k, s) for s in seeds}
     pairs = [(s, j) for s in seeds for j in range(k)]
 
-    def out_of_fold(states):
-      preds = self.trainer.predictions(states, "train", len(pairs)).reshape(len(seeds), k, -1)
-      return {"folds": k, "out_of_fold_confusion": [scores_lib.out_of_fold_confusion(
-          preds[i], self.data.train.labels, folds[s], self.data.num_classes)
-          for i, s in enumerate(seeds)]}
-
-    def out_of_fold_logits(states):  # each training example scored by the member without it
+    def out_of_fold(states):  # one pass over the training split: scores and post-hoc logits
       logits = self.trainer.logits(states, "train", len(pairs)).reshape(len(seeds), k, -1,
                                                                          self.data.num_classes)
-      n = np.arange(len(self.data.train))
-      return {"out_of_fold": np.stack([logits[i, folds[s], n] for i, s in enumerate(seeds)])}
+      preds = metrics.predicted_classes(logits, self.data.num_classes)
+      n = np.arange(len(self.data.train))  # each example scored by the member without it
+      return ({"folds": k, "out_of_fold_confusion": [scores_lib.out_of_fold_confusion(
+          preds[i], self.data.train.labels, folds[s], self.data.num_classes)
+          for i, s in enumerate(seeds)]},
+              {"out_of_fold": np.stack([logits[i, folds[s], n] for i, s in enumerate(seeds)])})
 
     phase = self._phase(
         "crossfit", phases.fingerprint(self.config, "crossfit", k, base_key),
@@ -261,7 +260,7 @@ class Study:
         lambda: ensemble.stack([MemberHParams.uniform(self.data.num_classes,
                                                       example_mask=folds[s] != j)
                                 for s, j in pairs]),
-        extra=out_of_fold, extra_logits=out_of_fold_logits)
+        extra=out_of_fold)
     fold_ok = np.reshape([st == OK for st in phase["status"]], (len(seeds), k)).all(1)
     return [dict(scores_lib.score_record(cm, cfg, f"crossfit:{k}"), seed=s,
                  scored_by=f"the {k} fold members of seed {s}", finite=bool(ok))
