@@ -15,6 +15,9 @@ SCHEDULES = ("constant", "cosine", "warmup_linear")
 # Lookahead (config.optimizer.lookahead_*; airbench94's "EMA"): off unless a config turns it on.
 LOOKAHEAD_DEFAULTS = {"lookahead_every": 0, "lookahead_decay": 0.95, "lookahead_start": 0.3,
                       "lookahead_power": 3.0}
+# config.optimizer.norm_bias_lr_scale where a config has no such field: BatchNorm biases step
+# like every other parameter.
+NORM_BIAS_LR_SCALE_DEFAULT = 1.0
 
 
 def learning_rate_schedule(cfg, total_steps: int):
@@ -96,6 +99,41 @@ def lookahead_options(cfg) -> dict:
   return opts
 
 
+def is_norm_bias(path) -> bool:
+  """True for a BatchNorm bias (a `bias` leaf under a module named BatchNorm_*), at any depth."""
+  keys = [str(getattr(k, "key", "")) for k in path]
+  return bool(keys) and keys[-1] == "bias" and any(k.startswith("BatchNorm") for k in keys[:-1])
+
+
+def scale_norm_biases(scale: float) -> optax.GradientTransformation:
+  """Multiplies the BatchNorm biases' entries of the update by `scale`, the rest unchanged.
+
+  Why (airbench94's `bias_scaler`, 64): with BatchNorm's scale frozen (model.bn_scale=False) a
+  channel's bias is its only trained affine parameter, it sets where the ReLU cuts, and at the
+  network's learning rate it barely moves in a short schedule. Placed before the weight decay
+  (make_optimizer), so the biases step faster while their decay per step stays the same.
+  """
+  def update(updates, state, params=None):
+    del params
+    return jax.tree_util.tree_map_with_path(
+        lambda path, u: u * jnp.asarray(scale, u.dtype) if is_norm_bias(path) else u,
+        updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def norm_bias_lr_scale(cfg) -> float:
+  """config.optimizer.norm_bias_lr_scale, validated (NORM_BIAS_LR_SCALE_DEFAULT where absent)."""
+  scale = float(cfg.get("norm_bias_lr_scale", NORM_BIAS_LR_SCALE_DEFAULT))
+  if scale <= 0.0:
+    raise ValueError(f"optimizer.norm_bias_lr_scale={scale} must be > 0 (1 = the network's "
+                     "learning rate)")
+  if scale != 1.0 and cfg.name not in ("sgd", "sgdw"):
+    raise ValueError(f"optimizer.norm_bias_lr_scale={scale} applies to optimizer.name in "
+                     f"['sgd', 'sgdw'], not {cfg.name!r} (Adam divides a gradient's scale out)")
+  return scale
+
+
 def make_optimizer(cfg, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
   """optax optimizer from `config.optimizer` (name, learning_rate, schedule, weight_decay).
 
@@ -103,17 +141,21 @@ def make_optimizer(cfg, steps_per_epoch: int, epochs: int) -> optax.GradientTran
   'sgdw' is SGD with Nesterov momentum and DECOUPLED weight decay (Loshchilov & Hutter 2019):
   the decay lr_t * weight_decay * params is applied beside the momentum step, not through it,
   so its strength does not change with the momentum (the fast CIFAR recipes' parametrisation).
+  Both SGDs step BatchNorm biases norm_bias_lr_scale times faster (scale_norm_biases).
   """
   lr = learning_rate_schedule(cfg, steps_per_epoch * epochs)
+  scale = norm_bias_lr_scale(cfg)
+  # at 1 the chain is the plain optimizer (same state tree: older checkpoints still restore)
+  bias_scale = [scale_norm_biases(scale)] if scale != 1.0 else []
   if cfg.name == "adam":
     tx = optax.adam(lr)
     if cfg.weight_decay:
       tx = optax.adamw(lr, weight_decay=cfg.weight_decay)
   elif cfg.name == "sgd":
-    tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+    tx = optax.chain(*bias_scale, optax.add_decayed_weights(cfg.weight_decay),
                      optax.sgd(lr, momentum=cfg.momentum, nesterov=True))
   elif cfg.name == "sgdw":
-    tx = optax.chain(optax.trace(decay=cfg.momentum, nesterov=True),
+    tx = optax.chain(optax.trace(decay=cfg.momentum, nesterov=True), *bias_scale,
                      optax.add_decayed_weights(cfg.weight_decay),
                      optax.scale_by_learning_rate(lr))
   else:

@@ -21,6 +21,7 @@ from lwi_jax import losses
 from lwi_jax import models
 from lwi_jax import optim
 from lwi_jax import train
+from lwi_jax.models.conv_groups import ConvGroupsCNN
 from lwi_jax.models.resnet_cnn import ResidualCNN
 from lwi_jax.parallel import programs
 from lwi_jax.study import checks
@@ -81,6 +82,52 @@ def test_sgdw_decay_is_decoupled_from_momentum():
     buf = m * buf + np.asarray(g["w"])  # momentum of the gradients only
     want = want - lr * (np.asarray(g["w"]) + m * buf) - lr * wd * want
     np.testing.assert_allclose(p["w"], want, rtol=1e-6)
+
+
+def test_norm_bias_lr_scale_steps_only_batchnorm_biases_faster():
+  """sgdw with scale k: a BatchNorm bias moves by lr (k (g + m buf)) + lr wd p, the decay
+  unscaled; every other leaf (a conv bias, a kernel) moves exactly as at k = 1."""
+  p = {"BatchNorm_0": {"bias": jnp.asarray([1.0, -2.0])},
+       "Conv3x3_0": {"bias": jnp.asarray([0.5, 0.5]), "kernel": jnp.asarray([3.0, 1.0])}}
+  g = jax.tree.map(lambda x: 0.25 * x + 0.5, p)
+  lr, wd, m, k = 0.5, 0.1, 0.9, 4.0
+
+  def run(scale):
+    tx = optim.make_optimizer(_opt_cfg(norm_bias_lr_scale=scale), 1, 10)
+    params, state = p, tx.init(p)
+    for _ in range(3):
+      upd, state = tx.update(g, state, params)
+      params = optax.apply_updates(params, upd)
+    return params
+
+  plain, scaled = run(1.0), run(k)
+  chex.assert_trees_all_equal(plain["Conv3x3_0"], scaled["Conv3x3_0"])
+  want, buf = np.asarray(p["BatchNorm_0"]["bias"]), np.zeros(2)
+  gb = np.asarray(g["BatchNorm_0"]["bias"])
+  for _ in range(3):
+    buf = m * buf + gb
+    want = want - lr * k * (gb + m * buf) - lr * wd * want
+  np.testing.assert_allclose(scaled["BatchNorm_0"]["bias"], want, rtol=1e-6)
+  assert not np.allclose(plain["BatchNorm_0"]["bias"], want)
+
+
+def test_norm_bias_lr_scale_reaches_the_image_models_batchnorm_biases():
+  """The real networks' parameter trees: exactly their BatchNorm biases are selected (not a
+  BatchNorm scale, a convolution's bias or the head's)."""
+  for model in (ResidualCNN(num_classes=3, widths=(2, 4, 4), dense_width=4, bn_scale=True),
+                ConvGroupsCNN(num_classes=3, widths=(2, 4, 4), bn_scale=False)):
+    params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3), jnp.uint8), train=False)
+    picked = [jax.tree_util.keystr(path) for path, _ in
+              jax.tree_util.tree_leaves_with_path(params["params"]) if optim.is_norm_bias(path)]
+    bn = sorted(k for k in params["params"] if k.startswith("BatchNorm"))
+    assert picked == [f"['{k}']['bias']" for k in bn] and len(bn) >= 5, picked
+
+
+def test_norm_bias_lr_scale_errors():
+  with pytest.raises(ValueError, match="optimizer.norm_bias_lr_scale=0.0 must be > 0"):
+    optim.make_optimizer(_opt_cfg(norm_bias_lr_scale=0.0), 1, 1)
+  with pytest.raises(ValueError, match=r"norm_bias_lr_scale=64.0 applies to .*\['sgd', 'sgdw'\]"):
+    optim.make_optimizer(_opt_cfg(name="adam", norm_bias_lr_scale=64.0), 1, 1)
 
 
 def test_warmup_linear_schedule():
