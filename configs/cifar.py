@@ -78,6 +78,9 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   config.optimizer.final_lr_fraction = 0.0  # warmup_linear: lr at the last step / peak
   config.optimizer.weight_decay = 5e-3  # sgdw: decoupled, x lr per step
   config.optimizer.momentum = 0.9  # sgd, sgdw (Nesterov)
+  # BatchNorm biases' learning rate / the network's (airbench's bias_scaler: 64); their weight
+  # decay per step stays the network's (lwi_jax/optim.py, scale_norm_biases)
+  config.optimizer.norm_bias_lr_scale = 1.0
   # Lookahead (lwi_jax/optim.py): every k steps the weights jump to a running average of
   # themselves, averaging harder towards the end; 0 = off
   config.optimizer.lookahead_every = 0
