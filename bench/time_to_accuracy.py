@@ -262,6 +262,7 @@ def parse_args(argv=None):
 # What bench/torch_reference.py implements of each field it does not mirror in full: any other
 # value would compare JAX's variant with a different PyTorch network under one name.
 _TORCH_MIRRORS = {("model", "name"): ("resnet_cnn", "conv_groups"),
+                  ("model", "activation"): ("relu",),
                   ("optimizer", "lookahead_every"): (0,),
                   ("optimizer", "norm_bias_lr_scale"): (1.0,)}
 

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from lwi_jax.models.conv_groups import LOGIT_SCALE  # the JAX model's constant, one place
 
 
-class _ConvPoolBNReLU(nn.Module):
-  """lwi_jax.models.resnet_cnn.conv_pool_bn_relu: conv 3x3 -> [2x2 max pool] -> BN -> ReLU."""
+class _ConvPoolBNAct(nn.Module):
+  """lwi_jax.models.resnet_cnn.conv_pool_bn_act: conv 3x3 -> [2x2 max pool] -> BN -> ReLU."""
 
   def __init__(self, cin: int, cout: int, pool: bool = False, bn_scale: bool = True,
                identity_init: bool = False):
@@ -76,7 +76,7 @@ class TorchResidualCNN(nn.Module):
     super().__init__()
     w0, w1, w2 = widths
     self.stem, cin = _stem(whitening, channels)
-    block = lambda i, o: _ConvPoolBNReLU(i, o, False, bn_scale, identity_init)  # noqa: E731
+    block = lambda i, o: _ConvPoolBNAct(i, o, False, bn_scale, identity_init)  # noqa: E731
     self.a1, self.a2 = block(cin, w0), block(w0, w0)
     self.b1, self.b2 = block(w0, w1), block(w1, w1)
     self.c1 = block(w1, w2)
@@ -105,8 +105,8 @@ class TorchConvGroupsCNN(nn.Module):
     self.stem, cin = _stem(whitening, channels)
     blocks = []
     for w in widths:
-      blocks += [_ConvPoolBNReLU(cin, w, True, bn_scale, identity_init),
-                 _ConvPoolBNReLU(w, w, False, bn_scale, identity_init)]
+      blocks += [_ConvPoolBNAct(cin, w, True, bn_scale, identity_init),
+                 _ConvPoolBNAct(w, w, False, bn_scale, identity_init)]
       cin = w
     self.blocks = nn.Sequential(*blocks)
     self.head = nn.Linear(cin, num_classes, bias=False)

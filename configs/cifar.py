@@ -68,6 +68,9 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   # BatchNorm without a trained scale (False); lwi_jax/models/resnet_cnn.py
   config.model.identity_init = True
   config.model.bn_scale = False
+  # after every BatchNorm and the whitening layer: 'relu', 'gelu' (airbench's), ...
+  # (lwi_jax/models/activations.py)
+  config.model.activation = "relu"
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "sgdw"  # 'adam', 'sgd' (L2 through momentum), 'sgdw' (decoupled)

@@ -66,7 +66,8 @@ def test_cpu_and_matmul_paths_equal_xla_in_float64(name, train):
   logits, gradients and updated statistics equal the XLA path's, from perturbed parameters, in
   float64 (where round-off cannot hide a wrong path; test_fast_paths explains). With the
   presets' whitening layer, so in training the CPU path's first weight gradient reads the
-  channels-first stem (cnn_base.ImageCNN.stem_channels_first)."""
+  channels-first stem (cnn_base.ImageCNN.stem_channels_first). conv_groups with GELU (airbench's
+  activation: the fused backward's forward-mode derivative), the residual CNN with ReLU."""
   x = jnp.asarray(_images(n=4))
   kernel, bias = whitening.fit(_images(n=8, seed=3), 2, whitening.EPS)
   white = dict(whiten_patch=2, whiten_kernel=kernel, whiten_bias=bias)
@@ -78,7 +79,8 @@ def test_cpu_and_matmul_paths_equal_xla_in_float64(name, train):
   with jax.enable_x64(True):
     for impl in ("xla", "cpu", "matmul"):
       model = kinds[name](conv_impl=impl, dtype=jnp.float64, identity_init=True,
-                          bn_scale=name == "resnet_cnn")
+                          bn_scale=name == "resnet_cnn",
+                          activation="gelu" if name == "conv_groups" else "relu")
       init = model.clone(dtype=jnp.float32).init(jax.random.key(0), x, train=False)
       variables = _perturbed(jax.tree.map(lambda a: a.astype(jnp.float64), init))
 
@@ -138,17 +140,24 @@ def test_field_errors_and_fingerprints():
     models.check_config(_cfg(bn_scale=0))
   # At their neutral values the fields leave a phase's fingerprint as without them (phases
   # finished before they existed are reused); anything else retrains.
+  with pytest.raises(ValueError, match=r"model.activation='swish' is not one of \['elu', "):
+    models.check_config(_cfg(activation="swish"))
   config = cifar.get_config("cpu")
-  config.model.identity_init, config.model.bn_scale = False, True  # the neutral values
+  neutral = {("model", "identity_init"): False, ("model", "bn_scale"): True,
+             ("model", "activation"): "relu", ("optimizer", "norm_bias_lr_scale"): 1.0}
+  for (section, field), value in neutral.items():
+    config[section][field] = value
   key = phases.fingerprint(config, "baseline")
   without = config.to_dict()
-  for field in ("identity_init", "bn_scale"):
-    without["model"].pop(field)
+  for section, field in neutral:
+    without[section].pop(field)
   assert phases.fingerprint(ml_collections.ConfigDict(without), "baseline") == key
-  config.model.identity_init = True
-  assert phases.fingerprint(config, "baseline") != key
-  config.model.identity_init, config.model.bn_scale = False, False
-  assert phases.fingerprint(config, "baseline") != key
+  for (section, field), value in {**neutral, ("model", "identity_init"): True,
+                                  ("model", "bn_scale"): False, ("model", "activation"): "gelu",
+                                  ("optimizer", "norm_bias_lr_scale"): 64.0}.items():
+    changed = ml_collections.ConfigDict(config.to_dict())
+    changed[section][field] = value
+    assert phases.fingerprint(changed, "baseline") != key, (section, field)
 
 
 def test_conv_groups_study_end_to_end(tmp_path, tiny_cifar10_dir):

@@ -20,7 +20,7 @@ from lwi_jax import losses
 from lwi_jax import member
 from lwi_jax import models as models_lib
 from lwi_jax import train
-from lwi_jax.models import bn_relu_cpu, resnet_cnn
+from lwi_jax.models import activations, bn_act_cpu, resnet_cnn
 from lwi_jax.models.resnet_cnn import ResidualCNN
 from lwi_jax.parallel import ensemble
 from lwi_jax.parallel import programs
@@ -126,41 +126,45 @@ def test_fused_pool_equals_autodiff_including_ties(shape):
 # ------------------------------------------------------------------- fused BatchNorm + ReLU
 
 
-def _plain_bn_relu(z, scale, beta, eps):
+def _plain_bn_act(z, scale, beta, eps, activation):
   axes = tuple(range(z.ndim - 1))
   mean = jnp.mean(z, axes)
   var = jnp.maximum(0.0, jnp.mean(z * z, axes) - mean * mean)
-  return jax.nn.relu((z - mean) * (jax.lax.rsqrt(var + eps) * scale) + beta), mean, var
+  act = activations.get(activation)
+  return act((z - mean) * (jax.lax.rsqrt(var + eps) * scale) + beta), mean, var
 
 
-def test_fused_bn_relu_equals_plain_with_every_cotangent():
+@pytest.mark.parametrize("activation", ["relu", "gelu", "silu"])
+def test_fused_bn_act_equals_plain_with_every_cotangent(activation):
   z, scale, beta = _rand(16, 4, 3, 5, 6) + 0.5, _rand(17, 6), _rand(18, 6)
   eps = jnp.float32(1e-5)
   cts = (_rand(19, 4, 3, 5, 6), _rand(20, 6), _rand(21, 6))  # dy, d mean, d var
 
   def vjp(f):
     return lambda z, s, b: (lambda out, pull: (out, pull(cts)))(*jax.vjp(
-        lambda z, s, b: f(z, s, b, eps), z, scale, beta))
+        lambda z, s, b: f(z, s, b, eps, activation), z, scale, beta))
 
-  ref = vjp(_plain_bn_relu)(z, scale, beta)
-  for fn in _variants(vjp(bn_relu_cpu.bn_relu_train)):
+  ref = vjp(_plain_bn_act)(z, scale, beta)
+  for fn in _variants(vjp(bn_act_cpu.bn_act_train)):
     chex.assert_trees_all_close(fn(z, scale, beta), ref, rtol=1e-4, atol=1e-5)
 
 
-def test_batchnorm_relu_module_matches_flax_batchnorm():
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_batchnorm_act_module_matches_flax_batchnorm(activation):
   import flax.linen as nn  # noqa: PLC0415
   z, bias = _rand(22, 4, 3, 3, 5), _rand(23, 5)
 
   class Plain(nn.Module):
     @nn.compact
     def __call__(self, z, bias, train):
-      return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                                  name="bn")(z + bias))
+      return activations.get(activation)(nn.BatchNorm(use_running_average=not train,
+                                                      momentum=0.9, name="bn")(z + bias))
 
   class Fused(nn.Module):
     @nn.compact
     def __call__(self, z, bias, train):
-      return bn_relu_cpu.BatchNormReLU(use_running_average=not train, name="bn")(z, bias)
+      return bn_act_cpu.BatchNormAct(use_running_average=not train, activation=activation,
+                                     name="bn")(z, bias)
 
   v_plain = Plain().init(jax.random.key(0), z, bias, False)
   v_fused = Fused().init(jax.random.key(0), z, bias, False)

@@ -55,7 +55,7 @@ def _t(x, *perm):
 def _load(net, variables, name):
   """The JAX variables into the PyTorch mirror: blocks in creation order, kernels HWIO -> OIHW."""
   params, stats = variables["params"], variables["batch_stats"]
-  blocks = [m for m in net.modules() if isinstance(m, tr._ConvPoolBNReLU)]
+  blocks = [m for m in net.modules() if isinstance(m, tr._ConvPoolBNAct)]
   with torch.no_grad():
     for i, block in enumerate(blocks):
       block.conv.weight.copy_(_t(params[f"Conv3x3_{i}"]["kernel"], 3, 2, 0, 1))
@@ -101,7 +101,7 @@ def test_mirror_gives_the_jax_logits(name, train):
 def test_mirror_fields():
   assert tr.LOGIT_SCALE == conv_groups.LOGIT_SCALE
   torch.manual_seed(0)
-  block = tr._ConvPoolBNReLU(3, 5, identity_init=True, bn_scale=False)
+  block = tr._ConvPoolBNAct(3, 5, identity_init=True, bn_scale=False)
   w = block.conv.weight.detach().numpy()
   eye = np.zeros((3, 3, 3, 3), np.float32)
   eye[range(3), range(3), 1, 1] = 1.0
@@ -118,7 +118,7 @@ def test_torch_member_trains_only_what_jax_trains(tiny_cifar10_dir):
   config.train.epochs = 1
   data = time_to_accuracy.data_lib.load_dataset(config.data)
   member = time_to_accuracy.TorchMember(config, data, threads=1)
-  frozen = [m.bn.weight for m in member.net.modules() if isinstance(m, tr._ConvPoolBNReLU)]
+  frozen = [m.bn.weight for m in member.net.modules() if isinstance(m, tr._ConvPoolBNAct)]
   assert frozen and all(not any(p is q for q in member.params) for p in frozen)
   before = member.net.stem.weight.clone()
   member.train_epoch(0)

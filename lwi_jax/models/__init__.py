@@ -11,6 +11,8 @@ import numpy as np
 
 from lwi_jax.models.conv_groups import ConvGroupsCNN
 from lwi_jax.models.conv_lstm import ConvLSTM
+from lwi_jax.models import activations
+from lwi_jax.models import cnn_base
 from lwi_jax.models import mlp as mlp_lib
 from lwi_jax.models import whitening
 from lwi_jax.models.cnn_base import CONV_IMPLS
@@ -39,7 +41,9 @@ def _image_cnn_options(cfg) -> dict:
   for key, value in options.items():
     if not isinstance(value, bool):
       raise ValueError(f"model.{key}={value!r} must be True or False")
-  return dict(conv_impl=resolve_conv_impl(cfg.get("conv_impl", "auto")),
+  activation = cfg.get("activation", cnn_base.ImageCNN.activation)
+  activations.get(activation)  # a clear error naming model.activation before any data loads
+  return dict(conv_impl=resolve_conv_impl(cfg.get("conv_impl", "auto")), activation=activation,
               compute_dtype=resolve_compute_dtype(cfg.get("compute_dtype", "float32")),
               bn_momentum=momentum, bn_epsilon=eps, **options)
 

@@ -1,7 +1,7 @@
 """What the image CNNs share: their fields (config.model's image fields) and their input stem.
 
 ResidualCNN (resnet_cnn.py) and ConvGroupsCNN (conv_groups.py) differ only in how they stack
-conv_pool_bn_relu blocks; the input scaling, the optional whitening layer and the options of
+conv_pool_bn_act blocks; the input scaling, the optional whitening layer and the options of
 every block are the same, so they are defined once here.
 """
 
@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lwi_jax.models import activations
 from lwi_jax.models import image_input
 from lwi_jax.models import whitening
 
@@ -48,6 +49,9 @@ class ImageCNN(nn.Module):
   # without a trained scale, airbench's frozen ones).
   identity_init: bool = False
   bn_scale: bool = True
+  # model.activation (activations.py), after every BatchNorm and after the whitening layer
+  # (airbench: GELU); 'relu' where a config has no such field.
+  activation: str = "relu"
 
   def stem(self, images: jax.Array) -> jax.Array:
     """uint8 images (they stay uint8 on the device: 4x less memory) -> the first block's input."""
@@ -55,7 +59,8 @@ class ImageCNN(nn.Module):
       raise ValueError(f"model.conv_impl={self.conv_impl!r} is not one of {list(CONV_IMPLS)}")
     x = image_input.scaled_pixels(images, self.dtype, self.pixel_mean, self.pixel_std)
     if self.whiten_patch:  # in the parameter dtype: it amplifies low-variance directions
-      x = nn.relu(whitening.apply(x, self.whiten_patch, self.whiten_kernel, self.whiten_bias))
+      x = activations.get(self.activation)(
+          whitening.apply(x, self.whiten_patch, self.whiten_kernel, self.whiten_bias))
     return x.astype(self.compute_dtype or self.dtype)
 
   def stem_channels_first(self, images: jax.Array, train: bool) -> jax.Array | None:
@@ -66,10 +71,11 @@ class ImageCNN(nn.Module):
       return None
     x = image_input.scaled_pixels(images, self.dtype, self.pixel_mean, self.pixel_std)
     x = whitening.apply_channels_first(x, self.whiten_patch, self.whiten_kernel, self.whiten_bias)
-    return nn.relu(x).astype(self.compute_dtype or self.dtype)
+    return activations.get(self.activation)(x).astype(self.compute_dtype or self.dtype)
 
   def block_options(self, train: bool) -> dict:
-    """The keyword options of every conv_pool_bn_relu block."""
+    """The keyword options of every conv_pool_bn_act block."""
     return dict(train=train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                 dtype=self.dtype, compute_dtype=self.compute_dtype or self.dtype,
-                identity_init=self.identity_init, bn_scale=self.bn_scale)
+                identity_init=self.identity_init, bn_scale=self.bn_scale,
+                activation=self.activation)

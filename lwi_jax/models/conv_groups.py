@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from lwi_jax.models import cnn_base
-from lwi_jax.models.resnet_cnn import conv_pool_bn_relu
+from lwi_jax.models.resnet_cnn import conv_pool_bn_act
 
 # airbench's output scale (its `scaling_factor`): the head reads BatchNorm'd features through a
 # max pool, whose logits it keeps small this way; taken as airbench's constant, not tuned here.
@@ -37,9 +37,9 @@ class ConvGroupsCNN(cnn_base.ImageCNN):
     x_t = self.stem_channels_first(images, train)
     bn = self.block_options(train)
     for g, width in enumerate(self.widths):
-      x = conv_pool_bn_relu(x, width, self.conv_impl, f"BatchNorm_{2 * g}", pool=True,
+      x = conv_pool_bn_act(x, width, self.conv_impl, f"BatchNorm_{2 * g}", pool=True,
                             x_t=x_t if g == 0 else None, **bn)
-      x = conv_pool_bn_relu(x, width, self.conv_impl, f"BatchNorm_{2 * g + 1}", **bn)
+      x = conv_pool_bn_act(x, width, self.conv_impl, f"BatchNorm_{2 * g + 1}", **bn)
     x = x.max(axis=(1, 2))
     logits = nn.Dense(self.num_classes, use_bias=False, dtype=self.compute_dtype or self.dtype,
                       param_dtype=self.dtype, name="head")(x) * LOGIT_SCALE

@@ -15,8 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu, "tanh": jnp.tanh, "silu": nn.silu,
-               "elu": nn.elu}
+from lwi_jax.models import activations
+
 NORMS = ("none", "layer", "batch")
 
 
@@ -31,7 +31,7 @@ class MLP(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     chex.assert_rank(x, 2)
     x = x.astype(jnp.float32)
-    act = ACTIVATIONS[self.activation]
+    act = activations.get(self.activation)
     for i, width in enumerate(self.hidden_sizes):
       # No bias before BatchNorm: it would be cancelled by the mean, leaving a parameter with a
       # zero gradient (that Adam turns numerical noise into steps on).
@@ -48,8 +48,7 @@ class MLP(nn.Module):
 
 def check_config(cfg) -> None:
   """Errors that name the field and the allowed values, before any data is loaded."""
-  if cfg.activation not in ACTIVATIONS:
-    raise ValueError(f"model.activation={cfg.activation!r} is not one of {sorted(ACTIVATIONS)}")
+  activations.get(cfg.activation)
   if cfg.norm not in NORMS:
     raise ValueError(f"model.norm={cfg.norm!r} is not one of {list(NORMS)}")
   sizes = tuple(cfg.hidden_sizes)

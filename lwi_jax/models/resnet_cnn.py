@@ -22,8 +22,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lwi_jax.models import activations
 from lwi_jax.models import cnn_base
-from lwi_jax.models.bn_relu_cpu import BatchNormReLU
+from lwi_jax.models.bn_act_cpu import BatchNormAct
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 _SAME = ((1, 1), (1, 1))
@@ -259,13 +260,13 @@ class Conv3x3(nn.Module):
     return y + bias.astype(x.dtype) if self.add_bias else (y, bias)
 
 
-def conv_pool_bn_relu(x: jax.Array, features: int, impl: str, bn_name: str, *, train: bool,
-                      momentum: float, epsilon: float, dtype, compute_dtype, identity_init: bool,
-                      bn_scale: bool, pool: bool = False, x_t: jax.Array | None = None
-                      ) -> jax.Array:
-  """conv 3x3 -> [2x2 max pool] -> BatchNorm -> ReLU, created as submodules of the calling
-  module (the CNNs' one building block, so both convolution paths stay interchangeable).
-  x_t: x laid out [C, H, W, N] if the caller has it (Conv3x3)."""
+def conv_pool_bn_act(x: jax.Array, features: int, impl: str, bn_name: str, *, train: bool,
+                     momentum: float, epsilon: float, dtype, compute_dtype, identity_init: bool,
+                     bn_scale: bool, activation: str, pool: bool = False,
+                     x_t: jax.Array | None = None) -> jax.Array:
+  """conv 3x3 -> [2x2 max pool] -> BatchNorm -> activation, created as submodules of the
+  calling module (the CNNs' one building block, so both convolution paths stay
+  interchangeable). x_t: x laid out [C, H, W, N] if the caller has it (Conv3x3)."""
   bn = dict(use_running_average=not train, momentum=momentum, epsilon=epsilon,
             use_scale=bn_scale, name=bn_name)
   if impl == "cpu":
@@ -273,11 +274,12 @@ def conv_pool_bn_relu(x: jax.Array, features: int, impl: str, bn_name: str, *, t
                       identity_init=identity_init)(x, x_t)
     if pool:  # a per-channel bias commutes with the max, so BatchNorm still folds it in
       z = max_pool_2x2(z, impl)
-    return BatchNormReLU(dtype=dtype, **bn)(z, bias)
+    return BatchNormAct(dtype=dtype, activation=activation, **bn)(z, bias)
   x = Conv3x3(features, impl, dtype=dtype, identity_init=identity_init)(x)
   if pool:
     x = max_pool_2x2(x, impl)
-  return nn.relu(nn.BatchNorm(dtype=compute_dtype, param_dtype=dtype, **bn)(x))
+  return activations.get(activation)(nn.BatchNorm(dtype=compute_dtype, param_dtype=dtype,
+                                                  **bn)(x))
 
 
 class ResidualCNN(cnn_base.ImageCNN):
@@ -293,19 +295,19 @@ class ResidualCNN(cnn_base.ImageCNN):
     bn = self.block_options(train)
     layer = iter(range(5))
 
-    def conv_bn_relu(x, features, x_t=None):
+    def conv_bn_act(x, features, x_t=None):
       # nn.BatchNorm's automatic names, for both paths
-      return conv_pool_bn_relu(x, features, self.conv_impl, f"BatchNorm_{next(layer)}",
+      return conv_pool_bn_act(x, features, self.conv_impl, f"BatchNorm_{next(layer)}",
                                x_t=x_t, **bn)
 
     w0, w1, w2 = self.widths
-    x = conv_bn_relu(x, w0, self.stem_channels_first(images, train))
-    x = x + conv_bn_relu(x, w0)
+    x = conv_bn_act(x, w0, self.stem_channels_first(images, train))
+    x = x + conv_bn_act(x, w0)
     x = max_pool_2x2(x, self.conv_impl)
-    x = conv_bn_relu(x, w1)
-    x = x + conv_bn_relu(x, w1)
+    x = conv_bn_act(x, w1)
+    x = x + conv_bn_act(x, w1)
     x = max_pool_2x2(x, self.conv_impl)
-    x = conv_bn_relu(x, w2)
+    x = conv_bn_act(x, w2)
     x = max_pool_2x2(x, self.conv_impl)
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(self.dense_width, dtype=cdt, param_dtype=self.dtype)(x))

@@ -17,6 +17,8 @@ import os
 import ml_collections
 import numpy as np
 
+from lwi_jax import optim
+from lwi_jax.models import cnn_base
 from lwi_jax.parallel import sharding
 from lwi_jax.report.results import NON_FINITE, OK
 from lwi_jax.runtime import io_utils
@@ -70,7 +72,9 @@ SWITCHED_FIELDS = (("optimizer", "lookahead_every", "lookahead_"),
 
 # Fields whose value here changes nothing (the model as it was before they existed): left out
 # at that value, for the same reason.
-NEUTRAL_VALUES = {("model", "identity_init"): False, ("model", "bn_scale"): True}
+NEUTRAL_VALUES = {("model", "identity_init"): False, ("model", "bn_scale"): True,
+                  ("model", "activation"): cnn_base.ImageCNN.activation,
+                  ("optimizer", "norm_bias_lr_scale"): optim.NORM_BIAS_LR_SCALE_DEFAULT}
 
 
 # config.train fields that only the head-only retraining phases read (study/study.py passes

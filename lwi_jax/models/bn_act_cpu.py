@@ -1,19 +1,25 @@
-"""BatchNorm + ReLU fused into two passes, for the residual CNN's CPU path (conv_impl='cpu').
+"""BatchNorm + activation fused into two passes, for the image CNNs' CPU path (conv_impl='cpu').
 
-flax's BatchNorm, then ReLU, then autodiff: XLA:CPU runs the bias add, the statistics, the
-normalisation, the ReLU and their gradients as separate memory-bound passes over every
-activation (~20% of a CPU step once the convolutions are fast). The fused version makes one
-statistics pass and one normalise+ReLU pass forward, one reduction pass and one elementwise
+flax's BatchNorm, then the activation (ReLU unless model.activation says otherwise), then
+autodiff: XLA:CPU runs the bias add, the statistics, the normalisation, the activation and their
+gradients as separate memory-bound passes over every activation (~20% of a CPU step once the
+convolutions are fast). The fused version makes one statistics pass and one
+normalise+activation pass forward, one reduction pass and one elementwise
 pass backward, and folds the preceding convolution's bias into the batch mean (in training
 BatchNorm subtracts it again exactly, so only the running mean sees it). Same variables
-(scale, bias; batch_stats mean, var), same numbers as nn.BatchNorm + nn.relu (tests check).
+(scale, bias; batch_stats mean, var), same numbers as nn.BatchNorm + the activation (tests
+check).
 """
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from lwi_jax.models import activations
 
 
 def _moments(z: jax.Array):
@@ -23,27 +29,28 @@ def _moments(z: jax.Array):
   return mean, var
 
 
-@jax.custom_vjp
-def bn_relu_train(z: jax.Array, scale: jax.Array, beta: jax.Array, eps: jax.Array):
-  """relu(BatchNorm_train(z)) -> (y, batch mean, batch variance), over all but the last axis."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def bn_act_train(z: jax.Array, scale: jax.Array, beta: jax.Array, eps: jax.Array,
+                 activation: str = "relu"):
+  """act(BatchNorm_train(z)) -> (y, batch mean, batch variance), over all but the last axis."""
   mean, var = _moments(z)
-  y = jax.nn.relu((z - mean) * (jax.lax.rsqrt(var + eps) * scale) + beta)
+  y = activations.get(activation)((z - mean) * (jax.lax.rsqrt(var + eps) * scale) + beta)
   return y, mean, var
 
 
-def _bn_relu_fwd(z, scale, beta, eps):
-  out = bn_relu_train(z, scale, beta, eps)
+def _bn_act_fwd(z, scale, beta, eps, activation):
+  out = bn_act_train(z, scale, beta, eps, activation)
   return out, (z, out[1], out[2], scale, beta, eps)
 
 
-def _bn_relu_bwd(res, cts):
+def _bn_act_bwd(activation, res, cts):
   z, mean, var, scale, beta, eps = res
   dy, dmean, dvar = cts
   axes = tuple(range(z.ndim - 1))
   count = z.size // z.shape[-1]
   rstd = jax.lax.rsqrt(var + eps)
   xhat = (z - mean) * rstd
-  g = jnp.where(xhat * scale + beta > 0, dy, 0.0)  # ReLU's gradient (0 at 0, like jax.nn.relu)
+  g = activations.gradient_times(activation, xhat * scale + beta, dy)
   dbeta = jnp.sum(g, axes)
   dscale = jnp.sum(g * xhat, axes)
   dz = (scale * rstd / count) * (count * g - dbeta - xhat * dscale)
@@ -51,17 +58,18 @@ def _bn_relu_bwd(res, cts):
   return dz, dscale, dbeta, jnp.zeros_like(eps)
 
 
-bn_relu_train.defvjp(_bn_relu_fwd, _bn_relu_bwd)
+bn_act_train.defvjp(_bn_act_fwd, _bn_act_bwd)
 
 
-class BatchNormReLU(nn.Module):
-  """relu(nn.BatchNorm(momentum, epsilon)(z + conv_bias)) with the variables of nn.BatchNorm."""
+class BatchNormAct(nn.Module):
+  """act(nn.BatchNorm(momentum, epsilon)(z + conv_bias)) with the variables of nn.BatchNorm."""
 
   use_running_average: bool
   momentum: float = 0.9
   epsilon: float = 1e-5
   dtype: jnp.dtype = jnp.float32
   use_scale: bool = True  # False: no trained scale (airbench's frozen ones), like nn.BatchNorm
+  activation: str = "relu"  # a name in activations.ACTIVATIONS (model.activation)
 
   @nn.compact
   def __call__(self, z: jax.Array, conv_bias: jax.Array) -> jax.Array:
@@ -80,8 +88,10 @@ class BatchNormReLU(nn.Module):
       scale = jax.lax.stop_gradient(beta) * 0 + 1
     if self.use_running_average:
       mul = jax.lax.rsqrt(ra_var.value + self.epsilon) * scale
-      return jax.nn.relu((z + conv_bias - ra_mean.value) * mul + beta).astype(out_dtype)
-    y, mean, var = bn_relu_train(z, scale, beta, jnp.asarray(self.epsilon, self.dtype))
+      act = activations.get(self.activation)
+      return act((z + conv_bias - ra_mean.value) * mul + beta).astype(out_dtype)
+    y, mean, var = bn_act_train(z, scale, beta, jnp.asarray(self.epsilon, self.dtype),
+                                self.activation)
     if not self.is_initializing():
       m = self.momentum
       ra_mean.value = m * ra_mean.value + (1.0 - m) * (mean + conv_bias)
