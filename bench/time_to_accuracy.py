@@ -46,6 +46,7 @@ from lwi_jax import augment  # noqa: E402
 from lwi_jax import data as data_lib  # noqa: E402
 from lwi_jax import member  # noqa: E402
 from lwi_jax import optim  # noqa: E402
+from lwi_jax.models import cnn_base  # noqa: E402
 from lwi_jax.models import whitening  # noqa: E402
 from lwi_jax.parallel import programs  # noqa: E402
 from lwi_jax.runtime import io_utils  # noqa: E402
@@ -84,12 +85,15 @@ def torch_network(tr, config, data):
   """bench/torch_reference.py's mirror of config.model, with the JAX side's whitening layer (the
   same whitening.fit on the same training images: a fixed function of the data, not a weight)."""
   m = config.model
+  act = m.get("activation", cnn_base.ImageCNN.activation)
   whiten = None
   if m.get("whiten_patch", 0):
     kernel, bias = whitening.fit(data.train.inputs, int(m.whiten_patch),
                                  float(m.get("whiten_eps", whitening.EPS)))
-    whiten = tr.PatchWhitening(int(m.whiten_patch), kernel, bias, data.train.inputs.shape[-1])
+    whiten = tr.PatchWhitening(int(m.whiten_patch), kernel, bias, data.train.inputs.shape[-1],
+                               act)
   fields = dict(whitening=whiten, bn_scale=bool(m.get("bn_scale", True)),
+                activation=act,
                 identity_init=bool(m.get("identity_init", False)),
                 channels=data.train.inputs.shape[-1])
   if m.name == "conv_groups":
@@ -262,7 +266,7 @@ def parse_args(argv=None):
 # What bench/torch_reference.py implements of each field it does not mirror in full: any other
 # value would compare JAX's variant with a different PyTorch network under one name.
 _TORCH_MIRRORS = {("model", "name"): ("resnet_cnn", "conv_groups"),
-                  ("model", "activation"): ("relu",),
+                  ("model", "activation"): ("relu", "gelu"),
                   ("optimizer", "lookahead_every"): (0,),
                   ("optimizer", "norm_bias_lr_scale"): (1.0,)}
 

@@ -19,12 +19,17 @@ import torch.nn.functional as F
 from lwi_jax.models.conv_groups import LOGIT_SCALE  # the JAX model's constant, one place
 
 
+# lwi_jax.models.activations' names (model.activation); flax's gelu is the tanh approximation
+ACTIVATIONS = {"relu": F.relu, "gelu": lambda x: F.gelu(x, approximate="tanh")}
+
+
 class _ConvPoolBNAct(nn.Module):
-  """lwi_jax.models.resnet_cnn.conv_pool_bn_act: conv 3x3 -> [2x2 max pool] -> BN -> ReLU."""
+  """lwi_jax.models.resnet_cnn.conv_pool_bn_act: conv 3x3 -> [2x2 max pool] -> BN -> act."""
 
   def __init__(self, cin: int, cout: int, pool: bool = False, bn_scale: bool = True,
-               identity_init: bool = False):
+               identity_init: bool = False, activation: str = "relu"):
     super().__init__()
+    self.act = ACTIVATIONS[activation]
     self.conv = nn.Conv2d(cin, cout, 3, padding=1)
     if identity_init:  # resnet_cnn.identity_kernel_init: filter o < min(cin, cout) copies channel o
       n = min(cin, cout)
@@ -37,15 +42,16 @@ class _ConvPoolBNAct(nn.Module):
 
   def forward(self, x):
     x = self.conv(x)
-    return F.relu(self.bn(F.max_pool2d(x, 2) if self.pool else x))
+    return self.act(self.bn(F.max_pool2d(x, 2) if self.pool else x))
 
 
 class PatchWhitening(nn.Module):
-  """lwi_jax.models.whitening.apply + ReLU: a fixed convolution (buffers, never trained) from the
+  """lwi_jax.models.whitening.apply + act: a fixed convolution (buffers, never trained) from the
   (kernel, bias) whitening.fit returned, over patches edge-padded at the bottom/right."""
 
-  def __init__(self, size: int, kernel, bias, channels: int = 3):
+  def __init__(self, size: int, kernel, bias, channels: int = 3, activation: str = "relu"):
     super().__init__()
+    self.act = ACTIVATIONS[activation]
     k = torch.tensor(np.asarray(kernel, np.float32)).reshape(size * size * channels, -1)
     # rows are in (dy, dx, c) order: [out, dy, dx, c] -> [out, c, dy, dx]
     self.register_buffer("weight", k.T.reshape(-1, size, size, channels).permute(0, 3, 1, 2)
@@ -59,7 +65,7 @@ class PatchWhitening(nn.Module):
 
   def forward(self, x):
     x = F.pad(x, (0, self.size - 1, 0, self.size - 1), mode="replicate")
-    return F.relu(F.conv2d(x, self.weight, self.bias))
+    return self.act(F.conv2d(x, self.weight, self.bias))
 
 
 def _stem(whitening: PatchWhitening | None, channels: int) -> tuple[nn.Module, int]:
@@ -72,11 +78,12 @@ class TorchResidualCNN(nn.Module):
 
   def __init__(self, num_classes: int, widths=(32, 64, 128), dense_width=256, dropout_rate=0.5,
                image_size=32, whitening: PatchWhitening | None = None, bn_scale: bool = True,
-               identity_init: bool = False, channels: int = 3):
+               identity_init: bool = False, channels: int = 3, activation: str = "relu"):
     super().__init__()
     w0, w1, w2 = widths
     self.stem, cin = _stem(whitening, channels)
-    block = lambda i, o: _ConvPoolBNAct(i, o, False, bn_scale, identity_init)  # noqa: E731
+    block = lambda i, o: _ConvPoolBNAct(i, o, False, bn_scale, identity_init,  # noqa: E731
+                                        activation)
     self.a1, self.a2 = block(cin, w0), block(w0, w0)
     self.b1, self.b2 = block(w0, w1), block(w1, w1)
     self.c1 = block(w1, w2)
@@ -95,18 +102,18 @@ class TorchResidualCNN(nn.Module):
 
 
 class TorchConvGroupsCNN(nn.Module):
-  """lwi_jax.models.conv_groups.ConvGroupsCNN: per width, conv -> pool -> BN -> ReLU -> conv ->
-  BN -> ReLU; a global max pool; a bias-free head scaled by LOGIT_SCALE."""
+  """lwi_jax.models.conv_groups.ConvGroupsCNN: per width, conv -> pool -> BN -> act -> conv ->
+  BN -> act; a global max pool; a bias-free head scaled by LOGIT_SCALE."""
 
   def __init__(self, num_classes: int, widths=(64, 256, 256),
                whitening: PatchWhitening | None = None, bn_scale: bool = True,
-               identity_init: bool = False, channels: int = 3):
+               identity_init: bool = False, channels: int = 3, activation: str = "relu"):
     super().__init__()
     self.stem, cin = _stem(whitening, channels)
     blocks = []
     for w in widths:
-      blocks += [_ConvPoolBNAct(cin, w, True, bn_scale, identity_init),
-                 _ConvPoolBNAct(w, w, False, bn_scale, identity_init)]
+      blocks += [_ConvPoolBNAct(cin, w, True, bn_scale, identity_init, activation),
+                 _ConvPoolBNAct(w, w, False, bn_scale, identity_init, activation)]
       cin = w
     self.blocks = nn.Sequential(*blocks)
     self.head = nn.Linear(cin, num_classes, bias=False)
