@@ -31,7 +31,7 @@ def _moments(z: jax.Array):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
 def bn_act_train(z: jax.Array, scale: jax.Array, beta: jax.Array, eps: jax.Array,
-                 activation: str = "relu"):
+                 activation: str):
   """act(BatchNorm_train(z)) -> (y, batch mean, batch variance), over all but the last axis."""
   mean, var = _moments(z)
   y = activations.get(activation)((z - mean) * (jax.lax.rsqrt(var + eps) * scale) + beta)

@@ -1,8 +1,8 @@
 """airbench's network shape (Keller Jordan's CIFAR-10 speed runs) from the residual CNN's parts.
 
-[patch whitening] -> for each width w: conv(w) -> 2x2 max pool -> BatchNorm -> ReLU -> conv(w)
--> BatchNorm -> ReLU; then a global max pool and a bias-free linear head (`head`) whose logits
-are scaled by LOGIT_SCALE.
+[patch whitening] -> for each width w: conv(w) -> 2x2 max pool -> BatchNorm -> act -> conv(w)
+-> BatchNorm -> act (model.activation: ReLU, or airbench's GELU); then a global max pool and a
+bias-free linear head (`head`) whose logits are scaled by LOGIT_SCALE.
 
 Why a second CNN: the residual CNN spends most of its FLOPs on two full-resolution
 convolutions and flattens a 4x4 map into a 256-wide dense layer, and its full preset reaches
@@ -11,7 +11,7 @@ in ~10 epochs for 0.36 PFLOP by pooling right after each group's first convoluti
 sit at 16x16 and 8x8, in wide layers) and by reading the classes off a global max pool. This is
 that shape, with the same convolution paths (`conv_impl`, so `cpu` is fast on CPU) and the
 same recipe fields as the residual CNN (model.bn_*, whiten_*, identity_init, bn_scale).
-Kept different on purpose: ReLU, not GELU (the fused CPU BatchNorm+ReLU).
+The presets keep ReLU (GELU costs 1.08x a step on the CPU; BUILD_NOTES, "ninth session").
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class ConvGroupsCNN(cnn_base.ImageCNN):
     bn = self.block_options(train)
     for g, width in enumerate(self.widths):
       x = conv_pool_bn_act(x, width, self.conv_impl, f"BatchNorm_{2 * g}", pool=True,
-                            x_t=x_t if g == 0 else None, **bn)
+                           x_t=x_t if g == 0 else None, **bn)
       x = conv_pool_bn_act(x, width, self.conv_impl, f"BatchNorm_{2 * g + 1}", **bn)
     x = x.max(axis=(1, 2))
     logits = nn.Dense(self.num_classes, use_bias=False, dtype=self.compute_dtype or self.dtype,

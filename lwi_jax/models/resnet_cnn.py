@@ -1,7 +1,8 @@
 """The source paper's small residual CNN, with the convolution implementation chosen per backend.
 
 conv(w0) -> conv(w0) + residual -> pool -> conv(w1) -> conv(w1) + residual -> pool -> conv(w2)
--> pool -> dense(d) -> dropout -> dense(C); every convolution is followed by BatchNorm and ReLU.
+-> pool -> dense(d) -> dropout -> dense(C); every convolution is followed by BatchNorm and
+model.activation (ReLU: the paper's).
 
 Three convolution implementations with the same parameters (numerically interchangeable, tests
 check it):
@@ -10,7 +11,7 @@ check it):
             per member (BUILD_NOTES.md, "The GPU check run").
   "cpu"     the CPU path: a custom_vjp whose forward, input-gradient and weight-gradient
             convolutions are all in the form XLA:CPU gives its multi-threaded kernels, one
-            ungrouped convolution per member under vmap, a fused BatchNorm+ReLU and a
+            ungrouped convolution per member under vmap, a fused BatchNorm+activation and a
             one-pass max-pool gradient; compiled with CPU_COMPILER_OPTIONS (why: below).
   "matmul"  im2col by nine shifted slices + one matmul: the plain reference the tests check
             the other two against; slower than "cpu" everywhere we measured.
@@ -298,7 +299,7 @@ class ResidualCNN(cnn_base.ImageCNN):
     def conv_bn_act(x, features, x_t=None):
       # nn.BatchNorm's automatic names, for both paths
       return conv_pool_bn_act(x, features, self.conv_impl, f"BatchNorm_{next(layer)}",
-                               x_t=x_t, **bn)
+                              x_t=x_t, **bn)
 
     w0, w1, w2 = self.widths
     x = conv_bn_act(x, w0, self.stem_channels_first(images, train))
