@@ -113,13 +113,8 @@ def scale_norm_biases(scale: float) -> optax.GradientTransformation:
   network's learning rate it barely moves in a short schedule. Placed before the weight decay
   (make_optimizer), so the biases step faster while their decay per step stays the same.
   """
-  def update(updates, state, params=None):
-    del params
-    return jax.tree_util.tree_map_with_path(
-        lambda path, u: u * jnp.asarray(scale, u.dtype) if is_norm_bias(path) else u,
-        updates), state
-
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+  return optax.masked(optax.scale(scale), lambda params: jax.tree_util.tree_map_with_path(
+      lambda path, _: is_norm_bias(path), params))
 
 
 def norm_bias_lr_scale(cfg) -> float:
