@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from configs import cifar
+from conftest import jit_init
 from lwi_jax import models
 from lwi_jax.models import conv_groups
 from lwi_jax.models import resnet_cnn
@@ -27,21 +28,23 @@ def _images(n=3, size=16, seed=0):
   return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
-def _perturbed(variables, seed=1):
+def _perturbed(variables, dtype, seed=1):
   """Non-trivial parameters (non-zero biases, scales != 1), so paths that fold or drop them
-  would show it."""
-  leaves, tree = jax.tree.flatten(variables["params"])
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  params = jax.tree.unflatten(tree, [x + 0.3 * jax.random.normal(k, x.shape, x.dtype)
-                                     for x, k in zip(leaves, keys)])
-  return {**variables, "params": params}
+  would show it; every leaf in `dtype`. Noise from numpy: drawn with jax.random, each leaf's
+  draw is a program to compile (seconds in all, for nothing the test checks)."""
+  rng = np.random.default_rng(seed)
+  cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+  params = jax.tree.map(lambda a: cast(np.asarray(a, np.float64)
+                                       + 0.3 * rng.standard_normal(a.shape)),
+                        variables["params"])
+  return {**jax.tree.map(cast, variables), "params": params}
 
 
 @pytest.mark.parametrize("use_jit", [False, True])
 def test_conv_groups_shapes_dtypes_and_head(use_jit):
   model = models.create_model(_cfg(), 5, {}, None)
   x = jnp.asarray(_images())
-  variables = model.init(jax.random.key(0), x, train=False)
+  variables = jit_init(model, jax.random.key(0), x, train=False)
   fn = lambda v, xs: model.apply(v, xs, train=False)  # noqa: E731
   logits = (jax.jit(fn) if use_jit else fn)(variables, x)
   chex.assert_shape(logits, (3, 5))
@@ -75,14 +78,15 @@ def test_cpu_and_matmul_paths_equal_xla_in_float64(name, train):
                                                                  **kw),
            "resnet_cnn": lambda **kw: resnet_cnn.ResidualCNN(5, widths=(4, 8, 8), dense_width=6,
                                                              dropout_rate=0.0, **white, **kw)}
-  out = {}
+  out, variables = {}, None
   with jax.enable_x64(True):
     for impl in ("xla", "cpu", "matmul"):
       model = kinds[name](conv_impl=impl, dtype=jnp.float64, identity_init=True,
                           bn_scale=name == "resnet_cnn",
                           activation="gelu" if name == "conv_groups" else "relu")
-      init = model.clone(dtype=jnp.float32).init(jax.random.key(0), x, train=False)
-      variables = _perturbed(jax.tree.map(lambda a: a.astype(jnp.float64), init))
+      if variables is None:  # one parameter tree for the three paths
+        init = jit_init(model.clone(dtype=jnp.float32), jax.random.key(0), x, train=False)
+        variables = _perturbed(init, jnp.float64)
 
       def loss(params):
         logits, new = model.apply({**variables, "params": params}, x, train=train,
@@ -123,8 +127,8 @@ def test_bn_scale_false_has_no_trained_scale_and_the_same_start(impl):
   x = jnp.asarray(_images())
   with_scale = models.create_model(_cfg("resnet_cnn", conv_impl=impl), 3, {}, None)
   without = models.create_model(_cfg("resnet_cnn", conv_impl=impl, bn_scale=False), 3, {}, None)
-  v1 = with_scale.init(jax.random.key(0), x, train=False)
-  v2 = without.init(jax.random.key(0), x, train=False)
+  v1 = jit_init(with_scale, jax.random.key(0), x, train=False)
+  v2 = jit_init(without, jax.random.key(0), x, train=False)
   assert all("scale" in v1["params"][f"BatchNorm_{i}"] for i in range(5))
   assert not any("scale" in v2["params"][f"BatchNorm_{i}"] for i in range(5))
   # scales start at 1, so both models compute the same function at initialisation

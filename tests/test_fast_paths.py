@@ -16,6 +16,7 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import jit_init
 from lwi_jax import losses
 from lwi_jax import member
 from lwi_jax import models as models_lib
@@ -326,7 +327,8 @@ def test_fast_paths_equal_plain_in_float64(members):
     def grads(impl):
       model = ResidualCNN(NUM_CLASSES, widths=(16, 16, 16), dense_width=8, conv_impl=impl,
                           dropout_rate=0.0, dtype=jnp.float64)
-      init = model.clone(dtype=jnp.float32).init(jax.random.key(0), inputs[:1], train=False)
+      init = jit_init(model.clone(dtype=jnp.float32), jax.random.key(0), inputs[:1],
+                      train=False)
       v = jax.tree.map(lambda a: a.astype(jnp.float64), init)
 
       def loss(p):

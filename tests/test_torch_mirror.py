@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is a bench extra: pip insta
 from bench import time_to_accuracy  # noqa: E402
 from bench import torch_reference as tr  # noqa: E402
 from configs import cifar  # noqa: E402
+from conftest import jit_init  # noqa: E402
 from lwi_jax import models  # noqa: E402
 from lwi_jax.models import conv_groups  # noqa: E402
 
@@ -35,14 +36,17 @@ def _images(n=6, size=16, seed=0):
 
 
 def _perturbed(variables, seed=1):
-  """Non-trivial parameters and running statistics (biases != 0, variances != 1)."""
+  """Non-trivial parameters and running statistics (biases != 0, variances != 1). Noise from
+  numpy: drawn with jax.random, each leaf's draw is a program to compile."""
+  rng = np.random.default_rng(seed)
+
   def noisy(tree, scale, positive=False):
-    leaves, treedef = jax.tree.flatten(tree)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    noise = [scale * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
-    return jax.tree.unflatten(treedef, [jnp.exp(n) * x if positive else x + n
-                                        for x, n in zip(leaves, noise)])
-  stats = {name: {"mean": s["mean"] + 0.2, "var": s["var"]}
+    def leaf(x):
+      x = np.asarray(x)
+      n = (scale * rng.standard_normal(x.shape)).astype(x.dtype)
+      return jnp.asarray(np.exp(n) * x if positive else x + n)
+    return jax.tree.map(leaf, tree)
+  stats = {name: {"mean": np.asarray(s["mean"]) + 0.2, "var": s["var"]}
            for name, s in variables["batch_stats"].items()}
   return {"params": noisy(variables["params"], 0.3), "batch_stats": noisy(stats, 0.3, True)}
 
@@ -86,7 +90,7 @@ def test_mirror_gives_the_jax_logits(name, train):
                 activation="gelu" if name == "conv_groups" else "relu")
   config = ml_collections.ConfigDict({"model": _cfg(name, **fields)})
   model = models.create_model(config.model, 10, {}, x)
-  variables = _perturbed(model.init(jax.random.key(0), jnp.asarray(x), train=False))
+  variables = _perturbed(jit_init(model, jax.random.key(0), jnp.asarray(x), train=False))
   if train:
     logits, _ = model.apply(variables, jnp.asarray(x), train=True, mutable=["batch_stats"])
   else:
