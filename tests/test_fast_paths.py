@@ -222,7 +222,9 @@ def test_train_step_gradients_equal_plain_xla(conv_impl):
     ref = jax.jit(functools.partial(_grads_and_step, "xla"))(state, inputs, labels, weights, rng)
     assert float(jnp.max(jnp.abs(jax.flatten_util.ravel_pytree(ref[3])[0]))) > 1e-4
     fast = functools.partial(_grads_and_step, conv_impl)
-    for fn in _variants(fast):
+    # Compiled both ways only: every fast path this model runs is also checked eagerly, op by
+    # op, in the tests above; eagerly the whole model is ~200 one-operation compiles per impl.
+    for fn in _variants(fast)[1:]:
       chex.assert_trees_all_close(fn(state, inputs, labels, weights, rng), ref, rtol=1e-4,
                                   atol=1e-5)
 

@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from conftest import jit_init
 from lwi_jax import models
 from lwi_jax.models import image_input
 from lwi_jax.models import whitening
@@ -67,12 +68,13 @@ def test_members_train_through_the_channels_first_stem():
   stem equal the XLA path's, member by member."""
   from lwi_jax.models import resnet_cnn  # noqa: PLC0415
   images = jnp.asarray(_correlated_images(n=8, size=12).reshape(2, 4, 12, 12, 3))
-  grads = {}
+  grads, params = {}, None
   for impl in ("cpu", "xla"):
     model = models.create_model(_cfg(name="conv_groups", whiten_patch=2, conv_impl=impl), 3, {},
                                 np.asarray(images[0]))
-    params = jax.vmap(lambda k: model.init(k, images[0], train=False))(
-        jax.random.split(jax.random.key(0), 2))
+    if params is None:  # one set of members for both paths, initialised as one program
+      params = jax.jit(jax.vmap(lambda k: model.init(k, images[0], train=False)))(
+          jax.random.split(jax.random.key(0), 2))
 
     def loss(v, x):
       logits, _ = model.apply(v, x, train=True, mutable=["batch_stats"])
@@ -93,14 +95,14 @@ def test_the_layer_is_a_constant_of_the_model_not_a_parameter():
   plain = models.create_model(_cfg(), 3, {}, images)
   white = models.create_model(_cfg(whiten_patch=2), 3, {}, images)
   x = jnp.asarray(images[:2])
-  p_plain = plain.init(jax.random.key(0), x, train=False)["params"]
-  p_white = white.init(jax.random.key(0), x, train=False)["params"]
+  p_plain = jax.eval_shape(lambda: plain.init(jax.random.key(0), x, train=False))["params"]
+  variables = jit_init(white, jax.random.key(0), x, train=False)
+  p_white = variables["params"]
   assert jax.tree.structure(p_plain) == jax.tree.structure(p_white)  # nothing new to train
   chex.assert_shape(p_white["Conv3x3_0"]["kernel"], (3, 3, 24, 4))  # 2*2*3 patches, both signs
-  variables = white.init(jax.random.key(0), x, train=False)
   chex.assert_shape(white.apply(variables, x, train=False), (2, 3))
-  grads = jax.grad(lambda p: white.apply({**variables, "params": p}, x, train=False).sum())(
-      variables["params"])
+  grads = jax.jit(jax.grad(lambda p: white.apply({**variables, "params": p}, x,
+                                                 train=False).sum()))(variables["params"])
   assert float(jnp.abs(grads["Conv3x3_0"]["kernel"]).sum()) > 0
 
 
