@@ -51,9 +51,9 @@ def cifar10_dir() -> str:
 def jit_init(module, *args, **kwargs):
   """`module.init(*args, **kwargs)` as one compiled program.
 
-  Why: an eager flax init dispatches, and compiles, its operations one at a time: 9 s for
-  the 3-group CNN of test_conv_groups against under a second as one program (BUILD_NOTES,
-  tenth session). Keyword arguments (`train=False`) stay static.
+  Why: an eager flax init dispatches, and compiles, its operations one at a time: 8.9 s for
+  the 3-group CNN of test_conv_groups against 1.2-1.9 s as one program (BUILD_NOTES, tenth
+  session). Keyword arguments (`train=False`) stay static.
   """
   import jax  # noqa: PLC0415
   return jax.jit(functools.partial(module.init, **kwargs))(*args)
