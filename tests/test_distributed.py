@@ -9,7 +9,8 @@ to save round 1's second epoch. Then:
   run B: the same command again: the baseline phase is reused, round 1 resumes from its epoch-1
          checkpoint (each process restoring its own shards), only process 0 writes;
 and the results equal a single-process, single-device run of the same study.
-A persistent compilation cache (per test) lets run B load the programs run A compiled.
+The session's persistent compilation cache (conftest.py, inherited through the environment)
+lets run B load the programs run A compiled.
 """
 
 import json
@@ -110,7 +111,7 @@ def _write_csv(path):
   path.write_text("\n".join(rows) + "\n")
 
 
-def _two_processes(workdir, csv, cache, kill_at=""):
+def _two_processes(workdir, csv, kill_at=""):
   """Runs both processes of one distributed study; returns [(returncode, output)] by process."""
   port = _free_port()
   flags = [f"--config={os.path.join('configs', 'names.py')}:csv", f"--config.data.path={csv}",
@@ -120,8 +121,7 @@ def _two_processes(workdir, csv, cache, kill_at=""):
            "--config.train.init_timeout_seconds=60"]
   flags += [f"--config.{k}={_flag_value(v)}" for k, v in OVERRIDES.items()]
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
   procs, logs = [], []
   for pid in range(2):
     # Output to files, not pipes: a process blocked on a full pipe would stall the other one too.
@@ -179,10 +179,10 @@ def _members(results):
 def test_two_processes_kill_one_resume_and_equal_one_process(tmp_path):
   csv = tmp_path / "tiny.csv"
   _write_csv(csv)
-  workdir, cache = tmp_path / "distributed", tmp_path / "jax_cache"
+  workdir = tmp_path / "distributed"
 
   # Run A: process 1 dies before saving round 1's epoch 2; process 0 must fail, and say why.
-  (rc0, out0), (rc1, out1) = _two_processes(workdir, csv, cache, kill_at="round1:2")
+  (rc0, out0), (rc1, out1) = _two_processes(workdir, csv, kill_at="round1:2")
   assert rc1 == -9, out1[-3000:]
   assert "killing myself" in _driver_lines(out1)
   assert rc0 != 0, out0[-3000:]
@@ -193,7 +193,7 @@ def test_two_processes_kill_one_resume_and_equal_one_process(tmp_path):
       "baseline"]
 
   # Run B: the same command resumes: baseline reused, round 1 restored after epoch 1.
-  (rc0, out0), (rc1, out1) = _two_processes(workdir, csv, cache)
+  (rc0, out0), (rc1, out1) = _two_processes(workdir, csv)
   assert rc0 == 0 and rc1 == 0, out0[-3000:] + out1[-3000:]
   for rank, out in enumerate((out0, out1)):
     lines = _driver_lines(out)
