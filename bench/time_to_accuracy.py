@@ -268,7 +268,8 @@ def parse_args(argv=None):
 _TORCH_MIRRORS = {("model", "name"): ("resnet_cnn", "conv_groups"),
                   ("model", "activation"): ("relu", "gelu"),
                   ("optimizer", "lookahead_every"): (0,),
-                  ("optimizer", "norm_bias_lr_scale"): (1.0,)}
+                  ("optimizer", "norm_bias_lr_scale"): (1.0,),
+                  ("train", "eval_translate"): (0,)}
 
 
 def check_torch_mirrors(config) -> None:

@@ -101,6 +101,9 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   config.train.flip = "alternating"  # 'random' or 'alternating' (airbench)
   config.train.label_smoothing = 0.2
   config.train.eval_flip = True  # test-time augmentation: logits of image + mirror image
+  # + the image shifted by this many pixels up-left and down-right (airbench: 1), half the
+  # weight; each shift is one more pass (two with the mirror) at every evaluation
+  config.train.eval_translate = 0
   # Named by the console when this preset starts on a CPU-only host (changes nothing it runs)
   config.train.cpu_preset = "configs/cifar.py:cpu" if preset == "full" else ""
   common.add_member_execution_fields(config.train)

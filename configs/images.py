@@ -92,6 +92,7 @@ def get_config(preset: str = "folder") -> ml_collections.ConfigDict:
   config.train.flip = "alternating"  # 'random', 'alternating' or 'none' (digits, letters)
   config.train.label_smoothing = 0.2
   config.train.eval_flip = True  # False when train.flip='none'
+  config.train.eval_translate = 0  # test-time shifted views, pixels (configs/cifar.py)
   common.add_member_execution_fields(config.train)
 
   common.add_study_fields(config, test="bootstrap")

@@ -299,6 +299,7 @@ def test_smoke_preset_trains_with_the_whole_recipe(tmp_path, monkeypatch, tiny_c
   config.data.dir = tiny_cifar10_dir
   config.workdir = str(tmp_path / "run")
   config.rules = ("uniform",)  # one member per phase: both phases share compiled programs
+  config.train.eval_translate = 1
   seen = {}
   real_epoch, real_logits = programs.ensemble_train_epoch_fn, programs.ensemble_logits_fn
 
@@ -316,5 +317,6 @@ def test_smoke_preset_trains_with_the_whole_recipe(tmp_path, monkeypatch, tiny_c
   spec, smoothing = seen["epoch"][0][1], seen["epoch"][1]["label_smoothing"]
   assert spec == augment.AugmentSpec("flip_crop", 2, "reflect", "alternating")
   assert smoothing == pytest.approx(0.2) and seen["logits"][4] is True
+  assert seen["logits"][5] == 1  # train.eval_translate
   assert results["dataset"]["sizes"] == {"train": 180, "validation": 20, "test": 200}
   assert os.path.exists(os.path.join(config.workdir, "report.md"))

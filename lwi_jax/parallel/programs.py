@@ -58,14 +58,14 @@ def ensemble_train_epoch_fn(batch_size: int, augment, strategy: str, chunk: int 
 
 
 def _member_logits(state: train.TrainState, inputs: jax.Array, mask: jax.Array,
-                   eval_flip: bool = False) -> jax.Array:
+                   eval_flip: bool = False, eval_translate: int = 0) -> jax.Array:
   """Logits [S*B, C] (float32; 0 at padding) of one member over pre-batched eval data [S, B, ...]
   with mask [S, B]: the study's only evaluation program (confusions, predictions and the
   post-hoc arms are read from its output on the host: lwi_jax/study/trainer.py)."""
 
   def body(_, xs):
     x, m = xs
-    logits = train.predict_logits(state, x, eval_flip).astype(jnp.float32)
+    logits = train.predict_logits(state, x, eval_flip, eval_translate).astype(jnp.float32)
     return None, jnp.where(m[:, None], logits, 0.0)
 
   out = jax.lax.scan(body, None, (inputs, mask))[1]
@@ -74,9 +74,9 @@ def _member_logits(state: train.TrainState, inputs: jax.Array, mask: jax.Array,
 
 @functools.lru_cache(maxsize=None)
 def ensemble_logits_fn(strategy: str, chunk: int = 0, mesh=None, compiler_options: tuple = (),
-                       eval_flip: bool = False):
+                       eval_flip: bool = False, eval_translate: int = 0):
   """Jitted (states[E], inputs, mask) -> logits [E, S*B, C] (replicated)."""
-  member = functools.partial(_member_logits, eval_flip=eval_flip)
+  member = functools.partial(_member_logits, eval_flip=eval_flip, eval_translate=eval_translate)
   return _compile(member, 1, strategy, chunk, mesh, (0,), compiler_options)
 
 

@@ -74,7 +74,8 @@ SWITCHED_FIELDS = (("optimizer", "lookahead_every", "lookahead_"),
 # at that value, for the same reason.
 NEUTRAL_VALUES = {("model", "identity_init"): False, ("model", "bn_scale"): True,
                   ("model", "activation"): cnn_base.ImageCNN.activation,
-                  ("optimizer", "norm_bias_lr_scale"): optim.NORM_BIAS_LR_SCALE_DEFAULT}
+                  ("optimizer", "norm_bias_lr_scale"): optim.NORM_BIAS_LR_SCALE_DEFAULT,
+                  ("train", "eval_translate"): train_options.DEFAULTS["eval_translate"]}
 
 
 # config.train fields that only the head-only retraining phases read (study/study.py passes

@@ -9,6 +9,7 @@ silent no-op):
   train.augment / crop_pad / pad_mode / flip   augment.AugmentSpec
   train.label_smoothing                        losses.per_example_focal, 0 = off
   train.eval_flip                              train.predict_logits, test-time mirror images
+  train.eval_translate                         train.predict_logits, test-time shifted images
   train.cpu_preset                             the console only (`cpu_preset_hint`)
 """
 
@@ -20,7 +21,7 @@ from lwi_jax import augment as augment_lib
 
 # Fields that change what the console says, never what is computed: not in phase fingerprints.
 CONSOLE_ONLY_FIELDS = ("cpu_preset",)
-DEFAULTS = {"label_smoothing": 0.0, "eval_flip": False, "cpu_preset": "",
+DEFAULTS = {"label_smoothing": 0.0, "eval_flip": False, "eval_translate": 0, "cpu_preset": "",
             **{f.name: f.default for f in dataclasses.fields(augment_lib.AugmentSpec)
                if f.name != "name"}}
 
@@ -63,6 +64,21 @@ def eval_flip(train_cfg, data=None) -> bool:
   return value
 
 
+def eval_translate(train_cfg, data=None) -> int:
+  """Pixels of the test-time shifted views (0 = none); each view is one more forward pass of
+  every evaluated image, so 1 triples the evaluation's cost (twice that with the mirror)."""
+  value = _field(train_cfg, "eval_translate")
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    raise ValueError(f"train.eval_translate={value!r} must be an integer number of pixels >= 0 "
+                     "(0 = no shifted views; the fast CIFAR recipes use 1)")
+  if value:
+    _needs_images(f"eval_translate={value}", data)
+    if data is not None and 2 * value >= min(data.train.inputs.shape[1:3]):
+      raise ValueError(f"train.eval_translate={value} must be less than half the images' "
+                       f"height and width {data.train.inputs.shape[1:3]} (reflect padding)")
+  return value
+
+
 def cpu_preset_hint(config, backend: str) -> str:
   """Names the preset sized for a CPU-only host when a config made for accelerators runs on one
   (configs/cifar.py's full preset names its `:cpu`); '' otherwise. It changes nothing that runs.
@@ -79,6 +95,7 @@ def check(config) -> None:
   augment_spec(config.train)
   label_smoothing(config.train)
   eval_flip(config.train)
+  eval_translate(config.train)
   preset = _field(config.train, "cpu_preset")
   if not isinstance(preset, str):
     raise ValueError(f"train.cpu_preset={preset!r} must be a config string such as "

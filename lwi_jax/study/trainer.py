@@ -84,6 +84,7 @@ class Trainer:
     # Off by default: one device. On: members split over a device mesh, data on every device.
     self.mesh = sharding.mesh_from_config(config.train)
     self.eval_flip = train_options.eval_flip(config.train, data)
+    self.eval_translate = train_options.eval_translate(config.train, data)
     self.train_inputs, self.train_labels = sharding.replicate(
         (data.train.inputs, data.train.labels), self.mesh)
     self._validation_set = None
@@ -113,7 +114,7 @@ class Trainer:
     post-hoc arms all read these, so they agree and a phase compiles one program per split."""
     inputs, mask = self._eval_set(split)
     fn = programs.ensemble_logits_fn(self.strategy, self.chunk, self.mesh,
-                                     self.compiler_options, self.eval_flip)
+                                     self.compiler_options, self.eval_flip, self.eval_translate)
     out = np.asarray(fn(states, inputs, mask), np.float32)
     return out[:num_members, :len(getattr(self.data, split))]
 
