@@ -66,7 +66,7 @@ def eval_flip(train_cfg, data=None) -> bool:
 
 def eval_translate(train_cfg, data=None) -> int:
   """Pixels of the test-time shifted views (0 = none); each view is one more forward pass of
-  every evaluated image, so 1 triples the evaluation's cost (twice that with the mirror)."""
+  every evaluated image (two with the mirror), so any p > 0 triples the evaluation's passes."""
   value = _field(train_cfg, "eval_translate")
   if isinstance(value, bool) or not isinstance(value, int) or value < 0:
     raise ValueError(f"train.eval_translate={value!r} must be an integer number of pixels >= 0 "
