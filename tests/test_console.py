@@ -34,9 +34,26 @@ def _data():
     tokens[:, 0] = labels + 2  # learnable signal
     return types.Split(tokens, labels)
 
-  # 44 training rows / batch 8 = 5 steps: progress points every step (progress_every(5) == 1).
   return types.ClassificationData(split(44), split(12), split(12), ("a", "b", "c"),
                                   info={"vocab_size": 12})
+
+
+def _mlp_config():
+  """An MLP on float rows for the tests whose subject is the epoch loop, not the model: the bar
+  and the pace line are the model's business as little as each other's, and an MLP's epoch
+  program compiles in a fraction of the ConvLSTM's time (BUILD_NOTES, twelfth session)."""
+  c = load_config("tabular")
+  c.model.hidden_sizes, c.train.epochs, c.train.batch_size = (4,), 2, 8
+  c.train.eval_every_epoch = False  # no eval programs to compile: the epoch is the subject
+  return c
+
+
+def _rows_data():
+  """44 training rows / batch 8 = 5 steps: progress points every step (progress_every(5) == 1)."""
+  rng = np.random.default_rng(0)
+  rows = types.Split(rng.normal(size=(44, 3)).astype(np.float32),
+                     rng.integers(0, 3, 44).astype(np.int32))
+  return types.ClassificationData(rows, rows, rows, ("a", "b", "c"))
 
 
 def _fit(trainer, strategy):
@@ -55,10 +72,9 @@ def test_progress_bar_changes_no_result_and_counts_every_step(monkeypatch):
   monkeypatch.setattr(console, "_Bar", _RecordingBar)
   # The callback compiled into the epoch is console.on_train_step; record what it receives.
   monkeypatch.setattr(console, "on_train_step", lambda d, e: (calls.append(int(d)), real(d, e)))
-  config = _names_config()
-  config.train.eval_every_epoch = False  # no eval programs to compile: the epoch is the subject
-  with_bar = trainer_lib.Trainer(config, _data(), log=lambda m: None, progress="bar")
-  without = trainer_lib.Trainer(config, _data(), log=lambda m: None, progress="off")
+  config = _mlp_config()
+  with_bar = trainer_lib.Trainer(config, _rows_data(), log=lambda m: None, progress="bar")
+  without = trainer_lib.Trainer(config, _rows_data(), log=lambda m: None, progress="off")
   without.tx = with_bar.tx  # the same optimizer object: one compiled init for both
 
   chex.assert_trees_all_equal(_fit(with_bar, "vmap"), _fit(without, "vmap"))  # bit-identical
@@ -167,16 +183,9 @@ def test_pace_reports_the_steps_after_the_first_point_once(monkeypatch):
 def test_a_long_epoch_off_a_terminal_prints_its_pace_and_the_cpu_preset(monkeypatch):
   """The design card's full CIFAR-10 command on a CPU says what it costs before its first epoch
   ends, and names the :cpu preset; a short epoch (the threshold) prints nothing more."""
-  # An MLP on float rows: the pace logic is the model's business as little as the bar's, and
-  # it compiles in a fraction of the ConvLSTM's time.
-  config = load_config("tabular")
-  config.model.hidden_sizes, config.train.epochs, config.train.batch_size = (4,), 2, 8
-  config.train.eval_every_epoch = False
+  config = _mlp_config()
   config.train.cpu_preset = "configs/cifar.py:cpu"
-  rng = np.random.default_rng(0)
-  rows = types.Split(rng.normal(size=(44, 3)).astype(np.float32),
-                     rng.integers(0, 3, 44).astype(np.int32))
-  data = types.ClassificationData(rows, rows, rows, ("a", "b", "c"))
+  data = _rows_data()
 
   def hp():  # a fresh stack per fit: the epoch donates its arguments
     return ensemble.stack([member.MemberHParams.create(np.ones(3))] * 2)
