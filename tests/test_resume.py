@@ -1,8 +1,9 @@
 """A study killed mid-training and started again with the same command ends with the same results.
 
 Three real `launch.py` processes on the generated miniature CIFAR-10 directory (conftest.py):
-one uninterrupted, one SIGKILLed right after its first retrain checkpoint (so inside the next
-epoch), then the same command again. (A finished study run again reuses every phase and trains
+one uninterrupted (also checked as any finished run is: test_launch.check_finished_run), one
+SIGKILLed right after its first retrain checkpoint (so inside the next epoch), then the same
+command again. (A finished study run again reuses every phase and trains
 nothing: tests/test_head_retrain.py, in process.)
 """
 
@@ -17,6 +18,7 @@ import time
 import pytest
 
 from conftest import REPO
+from test_launch import check_finished_run
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +57,12 @@ def env():
 def test_kill_and_resume_gives_the_same_results(tmp_path, env, tiny_cifar10_dir):
   data = tiny_cifar10_dir
   clean = tmp_path / "clean"
-  subprocess.run(command(clean, data), cwd=REPO, env=env, check=True, capture_output=True,
-                 timeout=600)
+  done = subprocess.run(command(clean, data), cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+  # launch.py's end-to-end checks, on this run rather than on one more cold study of their own
+  check_finished_run(clean, done, sizes={"train": 360, "validation": 40, "test": 100},
+                     test_per_class=10, epochs=3)
 
   killed = tmp_path / "killed"
   proc = subprocess.Popen(command(killed, data), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
