@@ -125,8 +125,8 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
     # measured on 2 cores (BUILD_NOTES.md, "Item 2 on the CPU"): 16 epochs 88.2% test (2 seeds)
     # in ~15 min a member. The best member found for a 25-minute budget ("ninth session"):
     # --config.model.widths="(32,192,192)" --config.model.activation=gelu
-    # --config.train.epochs=20, 89.8% test (2 seeds) in 24.4-24.7 min; with
-    # --config.train.eval_translate=1 (the same members) 90.0% ("eleventh session")
+    # --config.train.epochs=20, 89.7% test (4 seeds) in 24.4-26.3 min; with
+    # --config.train.eval_translate=1 (the same members) 89.99% (4 seeds: "twelfth session")
     config.train.epochs = 16
     config.rules = ("uniform", "inverse_tpr:gamma=0.5", "inverse_tpr:gamma=1",
                     "oversample:gamma=1", "group_dro:eta=0.01",

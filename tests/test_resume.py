@@ -3,8 +3,8 @@
 Three real `launch.py` processes on the generated miniature CIFAR-10 directory (conftest.py):
 one uninterrupted (also checked as any finished run is: test_launch.check_finished_run), one
 SIGKILLed right after its first retrain checkpoint (so inside the next epoch), then the same
-command again. (A finished study run again reuses every phase and trains
-nothing: tests/test_head_retrain.py, in process.)
+command again. (A finished study run again reuses every phase and trains nothing:
+tests/test_head_retrain.py, in process.)
 """
 
 import glob
