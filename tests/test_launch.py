@@ -37,9 +37,9 @@ def check_finished_run(workdir, proc, *, sizes, test_per_class, epochs):
   whose members are the rules x seeds with TPRs that agree with their confusion matrices, no
   temporary files, and a short console of the project's own lines.
 
-  Called by tests/test_resume.py on its uninterrupted run: one cold `launch.py` study is
-  ~25-40 s of compilation here, so the end-to-end checks share that run instead of paying for
-  another (BUILD_NOTES, twelfth session).
+  Called by tests/test_resume.py on its uninterrupted run: a cold `launch.py` study of its own
+  cost this check 37 CPU-s, nearly all compiling (BUILD_NOTES, twelfth session), so it shares
+  that run instead.
   """
   results = _strict_json(workdir / "results.json")
   cfg = results["config"]
