@@ -38,8 +38,7 @@ def check_finished_run(workdir, proc, *, sizes, test_per_class, epochs):
   temporary files, and a short console of the project's own lines.
 
   Called by tests/test_resume.py on its uninterrupted run: a cold `launch.py` study of its own
-  cost this check 37 CPU-s (BUILD_NOTES, twelfth session), so it shares
-  that run instead.
+  cost this check 37 CPU-s (BUILD_NOTES, twelfth session), so it shares that run instead.
   """
   results = _strict_json(workdir / "results.json")
   cfg = results["config"]
