@@ -73,7 +73,8 @@ def _console_is_short_and_quiet(proc, epochs, members):
   for line in (f"[baseline] epoch {epochs}/{epochs}", f"[round1] epoch {epochs}/{epochs}",
                "| baseline |", "Best rule:", "outputs: "):
     assert line in out, out
-  # a line per epoch and phase, two per member (weights, result), one per table row, ~20 more
+  # per epoch a line in each of up to three phases; per member up to three (its weights, its
+  # result, its rule's table row); 20 for the data, memory, tables' heads and the decision
   assert len(out.splitlines()) <= 20 + 3 * epochs + 3 * members, out
 
 
