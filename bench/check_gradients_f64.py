@@ -54,8 +54,8 @@ def _initial_variables(widths, image_shape):
   different numbers in float64. Initialised once (the init program compiles slowly in x64)."""
   model = ResidualCNN(10, widths=widths, dense_width=256, conv_impl="xla", dropout_rate=0.0,
                       dtype=jnp.float32)
-  return jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros(image_shape, jnp.uint8),
-                                    train=False))()
+  return programs.jit_init(lambda: model.init(jax.random.key(0), jnp.zeros(image_shape, jnp.uint8),
+                                             train=False))()
 
 
 def gradients(impl: str, dtype, x, y, members: int, widths):

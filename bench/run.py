@@ -209,7 +209,8 @@ def numerics_check(args) -> dict:
   y = jnp.asarray(rng.integers(0, NUM_CLASSES_CNN, x.shape[0]).astype(np.int32))
   w = jnp.asarray(rng.uniform(0.5, 2.0, NUM_CLASSES_CNN), jnp.float32)
   base = _cnn(args, "xla")
-  variables = jax.jit(base.init, static_argnames="train")(jax.random.key(0), x[:1], train=False)
+  variables = programs.jit_init(base.init, static_argnames="train")(jax.random.key(0), x[:1],
+                                                                      train=False)
 
   def grads(impl):
     model = _cnn(args, impl)

@@ -53,10 +53,11 @@ def jit_init(module, *args, **kwargs):
 
   Why: an eager flax init dispatches, and compiles, its operations one at a time: 8.9 s for
   the 3-group CNN of test_conv_groups against 1.2-1.9 s as one program (BUILD_NOTES, tenth
-  session). Keyword arguments (`train=False`) stay static.
+  session), compiled as the product compiles its init (programs.jit_init). Keyword arguments
+  (`train=False`) stay static.
   """
-  import jax  # noqa: PLC0415
-  return jax.jit(functools.partial(module.init, **kwargs))(*args)
+  from lwi_jax.parallel import programs  # noqa: PLC0415
+  return programs.jit_init(functools.partial(module.init, **kwargs))(*args)
 
 
 # ------------------------------------------------------------- the miniature CIFAR-10 directory

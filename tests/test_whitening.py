@@ -11,6 +11,7 @@ from conftest import jit_init
 from lwi_jax import models
 from lwi_jax.models import image_input
 from lwi_jax.models import whitening
+from lwi_jax.parallel import programs
 
 
 def _correlated_images(n=40, size=12, seed=0):
@@ -73,7 +74,7 @@ def test_members_train_through_the_channels_first_stem():
     model = models.create_model(_cfg(name="conv_groups", whiten_patch=2, conv_impl=impl), 3, {},
                                 np.asarray(images[0]))
     if params is None:  # one set of members for both paths, initialised as one program
-      params = jax.jit(jax.vmap(lambda k: model.init(k, images[0], train=False)))(
+      params = programs.jit_init(jax.vmap(lambda k: model.init(k, images[0], train=False)))(
           jax.random.split(jax.random.key(0), 2))
 
     def loss(v, x):

@@ -85,10 +85,33 @@ def ensemble_epoch_keys(seeds, epoch: int) -> jax.Array:
   return jax.vmap(lambda s: train.epoch_key(s, epoch))(jnp.asarray(seeds, jnp.uint32))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+# The init program runs once per phase, yet XLA:CPU at its default LLVM optimisation (level 2)
+# spends 1-6 s compiling its per-parameter threefry draws; at level 1 it compiles them 3-4x
+# faster and computes bitwise the same state (tests/test_init_program.py, every model). Level 0
+# does not (other bits), and the training programs keep the default: there the level is speed.
+_INIT_OPTIONS_CPU = (("xla_backend_optimization_level", 1),)
+
+
+def init_compiler_options() -> dict | None:
+  """XLA options for programs that only initialise parameters (CPU only; other backends keep
+  their defaults). Read at the first call, not at import: the backend must not start before
+  jax.distributed.initialize."""
+  return dict(_INIT_OPTIONS_CPU) if jax.default_backend() == "cpu" else None
+
+
+def jit_init(fn, **jit_kwargs):
+  """`jax.jit(fn, **jit_kwargs)` with init_compiler_options: for a function that initialises."""
+  return jax.jit(fn, compiler_options=init_compiler_options(), **jit_kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _init_program():
+  return jit_init(train.create_train_state, static_argnums=(0, 1))
+
+
 def _init_member(model: nn.Module, tx, sample_inputs: jax.Array, key: jax.Array
                  ) -> train.TrainState:
-  return train.create_train_state(model, tx, sample_inputs, key)
+  return _init_program()(model, tx, sample_inputs, key)
 
 
 def init_ensemble(model: nn.Module, tx, sample_inputs: jax.Array, seeds, mesh=None
