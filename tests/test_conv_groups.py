@@ -111,14 +111,14 @@ def test_identity_init_passes_the_first_channels_through(c_in, c_out):
   eye[1, 1] = np.eye(c_in, n)
   np.testing.assert_array_equal(kernel[..., :n], eye)  # centred, own channel only
   conv = resnet_cnn.Conv3x3(c_out, "xla", identity_init=True)
-  x = jax.random.normal(jax.random.key(1), (2, 5, 5, c_in))
-  variables = conv.init(jax.random.key(0), x)
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 5, 5, c_in)), jnp.float32)
+  variables = jit_init(conv, jax.random.key(0), x)
   kernel = variables["params"]["kernel"]
   y = conv.apply(variables, x)
   chex.assert_trees_all_close(y[..., :n], x[..., :n], atol=1e-6)  # the identity, bias 0
   if c_out > n:  # the other filters keep the base initialisation
     assert float(jnp.std(kernel[..., n:])) > 0.05
-  plain = resnet_cnn.Conv3x3(c_out, "xla").init(jax.random.key(0), x)["params"]["kernel"]
+  plain = jit_init(resnet_cnn.Conv3x3(c_out, "xla"), jax.random.key(0), x)["params"]["kernel"]
   chex.assert_trees_all_equal(kernel[..., n:], plain[..., n:])
 
 

@@ -2,6 +2,7 @@
 normalisation from the training split, mirroring off by a config field; configs/images.py end
 to end on a tiny generated folder."""
 
+import functools
 import json
 import os
 
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from configs import images as images_config
+from conftest import jit_init
 from lwi_jax import augment, models
 from lwi_jax.models.resnet_cnn import ResidualCNN
 from lwi_jax.study import checks, study, train_options
@@ -22,11 +24,14 @@ from lwi_jax.study import checks, study, train_options
 def test_cnn_takes_any_size_channels_and_classes(shape, classes):
   model = ResidualCNN(num_classes=classes, widths=(2, 2, 2), dense_width=4, conv_impl="xla",
                       pixel_mean=(100.0,) * shape[-1], pixel_std=(50.0,) * shape[-1])
-  logits, _ = model.init_with_output(jax.random.PRNGKey(0), jnp.zeros((2,) + shape, jnp.uint8),
-                                     train=False)
+  # Shapes are what is asked, and both the shapes and the size check are found by tracing.
+  logits, _ = jax.eval_shape(lambda x: model.init_with_output(jax.random.PRNGKey(0), x,
+                                                              train=False),
+                             jnp.zeros((2,) + shape, jnp.uint8))
   assert logits.shape == (2, classes)
   with pytest.raises(ValueError, match="at least 8x8"):
-    model.init(jax.random.PRNGKey(0), jnp.zeros((1, 7, 9, 1), jnp.uint8), train=False)
+    jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 7, 9, 1), jnp.uint8),
+                                      train=False))
 
 
 def test_train_stats_normalisation_is_the_training_splits():
@@ -38,12 +43,13 @@ def test_train_stats_normalisation_is_the_training_splits():
   x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 8, 8, 2)), jnp.uint8)
   small = dict(num_classes=3, widths=(2, 2, 2), dense_width=4, conv_impl="xla")
   fixed = ResidualCNN(**small)
-  variables = fixed.init(jax.random.PRNGKey(0), x, train=False)
+  variables = jit_init(fixed, jax.random.PRNGKey(0), x, train=False)
   stats = ResidualCNN(**small, pixel_mean=(127.5, 127.5), pixel_std=(127.5, 127.5))
   other = ResidualCNN(**small, pixel_mean=(127.5, 100.0), pixel_std=(127.5, 127.5))
-  want = fixed.apply(variables, x, train=False)
-  np.testing.assert_allclose(stats.apply(variables, x, train=False), want, rtol=1e-5, atol=1e-6)
-  assert not np.allclose(other.apply(variables, x, train=False), want, rtol=1e-5, atol=1e-6)
+  logits = lambda model: jax.jit(functools.partial(model.apply, train=False))(variables, x)  # noqa: E731
+  want = logits(fixed)
+  np.testing.assert_allclose(logits(stats), want, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(logits(other), want, rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="input_norm='train_stats' needs"):
     models.create_model(cfg, 3, {})
   fixed_cfg = ml_collections.ConfigDict(dict(cfg.to_dict(), input_norm="fixed"))

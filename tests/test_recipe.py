@@ -116,7 +116,9 @@ def test_norm_bias_lr_scale_reaches_the_image_models_batchnorm_biases():
   BatchNorm scale, a convolution's bias or the head's)."""
   for model in (ResidualCNN(num_classes=3, widths=(2, 4, 4), dense_width=4, bn_scale=True),
                 ConvGroupsCNN(num_classes=3, widths=(2, 4, 4), bn_scale=False)):
-    params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3), jnp.uint8), train=False)
+    # the tree's paths are what is asked: traced, not compiled
+    image = jnp.zeros((1, 8, 8, 3), jnp.uint8)
+    params = jax.eval_shape(lambda: model.init(jax.random.key(0), image, train=False))
     picked = [jax.tree_util.keystr(path) for path, _ in
               jax.tree_util.tree_leaves_with_path(params["params"]) if optim.is_norm_bias(path)]
     bn = sorted(k for k in params["params"] if k.startswith("BatchNorm"))
