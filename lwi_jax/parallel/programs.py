@@ -86,9 +86,10 @@ def ensemble_epoch_keys(seeds, epoch: int) -> jax.Array:
 
 
 # The init program runs once per phase, yet XLA:CPU at its default LLVM optimisation (level 2)
-# spends 1-6 s compiling its per-parameter threefry draws; at level 1 it compiles them 3-4x
-# faster and computes bitwise the same state (tests/test_init_program.py, every model). Level 0
-# does not (other bits), and the training programs keep the default: there the level is speed.
+# spends 1-2.5 s compiling the small presets' per-parameter threefry draws; level 1 compiles
+# them 3-5x faster and computes bitwise the same state (tests/test_init_program.py checks every
+# model). Level 0 draws other bits. Programs that run many times keep the default level, where
+# it buys speed (and level 0 computes other float64 gradients: BUILD_NOTES, twelfth session).
 _INIT_OPTIONS_CPU = (("xla_backend_optimization_level", 1),)
 
 
