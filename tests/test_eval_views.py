@@ -25,8 +25,7 @@ from lwi_jax.study import train_options
 def member():
   x = np.random.default_rng(3).integers(0, 256, (6, 12, 12, 3), dtype=np.uint8)
   model = ConvGroupsCNN(num_classes=4, widths=(4, 8, 8), conv_impl="xla")
-  state = programs.jit_init(train.create_train_state, static_argnums=(0, 1))(
-      model, optax.sgd(0.1), jnp.asarray(x[:1]), jax.random.key(0))
+  state = programs.init_member(model, optax.sgd(0.1), jnp.asarray(x[:1]), jax.random.key(0))
   one_view = jax.jit(lambda s, images: train.predict_logits(s, images))
   return state, x, lambda images: np.asarray(one_view(state, jnp.asarray(images)))
 

@@ -190,8 +190,7 @@ def _setup():
   inputs = jnp.asarray(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, NUM_CLASSES, 8).astype(np.int32))
   model = ResidualCNN(NUM_CLASSES, widths=(16, 16, 16), dense_width=8, conv_impl="xla")
-  init = programs.jit_init(train.create_train_state, static_argnums=(0, 1))
-  state = init(model, optax.sgd(0.1), inputs[:1], jax.random.key(0))
+  state = programs.init_member(model, optax.sgd(0.1), inputs[:1], jax.random.key(0))
   weights = jnp.asarray([3.0, 0.5, 1.0, 0.25, 1.25])
   return inputs, labels, state, weights
 

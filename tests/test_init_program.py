@@ -45,8 +45,7 @@ def _init(options):
 def test_init_program_is_bitwise_the_default_levels(name):
   model, inputs = _model_and_inputs(name)
   tx, key = optax.sgd(0.1, momentum=0.9), jax.random.key(3)
-  fast = programs.jit_init(train.create_train_state, static_argnums=(0, 1))(model, tx, inputs,
-                                                                           key)
+  fast = programs.init_member(model, tx, inputs, key)
   default = _init(None)(model, tx, inputs, key)
   chex.assert_trees_all_equal((fast.params, fast.batch_stats, fast.opt_state),
                               (default.params, default.batch_stats, default.opt_state))

@@ -214,8 +214,7 @@ def _cnn(**kw):
 def tiny_state():
   x = jnp.asarray(np.random.default_rng(2).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8))
   tx = optax.sgd(0.1)
-  state = programs.jit_init(train.create_train_state, static_argnums=(0, 1))(
-      _cnn(conv_impl="xla"), tx, x[:1], jax.random.key(0))
+  state = programs.init_member(_cnn(conv_impl="xla"), tx, x[:1], jax.random.key(0))
   return state, x
 
 

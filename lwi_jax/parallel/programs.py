@@ -110,8 +110,9 @@ def _init_program():
   return jit_init(train.create_train_state, static_argnums=(0, 1))
 
 
-def _init_member(model: nn.Module, tx, sample_inputs: jax.Array, key: jax.Array
-                 ) -> train.TrainState:
+def init_member(model: nn.Module, tx, sample_inputs: jax.Array, key: jax.Array
+                ) -> train.TrainState:
+  """One member's initial state (train.create_train_state) through the one init program."""
   return _init_program()(model, tx, sample_inputs, key)
 
 
@@ -124,7 +125,7 @@ def init_ensemble(model: nn.Module, tx, sample_inputs: jax.Array, seeds, mesh=No
   With a `mesh` (lwi_jax.parallel.sharding) the member axis is split over its devices.
   """
   keys = [jax.random.fold_in(train.seed_key(s), 0) for s in np.asarray(seeds, np.uint32)]
-  states = ensemble.stack([_init_member(model, tx, sample_inputs, k) for k in keys])
+  states = ensemble.stack([init_member(model, tx, sample_inputs, k) for k in keys])
   return sharding.shard_members(states, mesh)
 
 
