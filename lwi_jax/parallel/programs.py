@@ -93,16 +93,12 @@ def ensemble_epoch_keys(seeds, epoch: int) -> jax.Array:
 _INIT_OPTIONS_CPU = (("xla_backend_optimization_level", 1),)
 
 
-def init_compiler_options() -> dict | None:
-  """XLA options for programs that only initialise parameters (CPU only; other backends keep
-  their defaults). Read at the first call, not at import: the backend must not start before
-  jax.distributed.initialize."""
-  return dict(_INIT_OPTIONS_CPU) if jax.default_backend() == "cpu" else None
-
-
 def jit_init(fn, **jit_kwargs):
-  """`jax.jit(fn, **jit_kwargs)` with init_compiler_options: for a function that initialises."""
-  return jax.jit(fn, compiler_options=init_compiler_options(), **jit_kwargs)
+  """`jax.jit(fn, **jit_kwargs)` for a function that only initialises: with the init options on
+  the CPU backend (other backends keep their defaults). The backend is asked here, at the call,
+  not at import: it must not start before jax.distributed.initialize."""
+  options = dict(_INIT_OPTIONS_CPU) if jax.default_backend() == "cpu" else None
+  return jax.jit(fn, compiler_options=options, **jit_kwargs)
 
 
 @functools.lru_cache(maxsize=None)
