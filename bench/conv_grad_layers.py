@@ -1,6 +1,7 @@
 """Where JAX loses to PyTorch per step: each convolution's gradients, layer by layer.
 
-  python -m bench.conv_grad_layers [--preset cpu] [--batch 256] [--rounds 15] [--no_torch]
+  python -m bench.conv_grad_layers [--preset cpu] [--widths 32,192,192] [--batch 256]
+                                   [--rounds 15] [--no_torch]
 
 For every 3x3 convolution of configs/cifar.py's network at `--preset` (conv_groups: per group a
 convolution at the group's input size, a 2x2 pool, a convolution at half that size), times on
@@ -97,13 +98,18 @@ def measure(cases: dict, rounds: int) -> dict:
 def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--preset", default="cpu")
+  parser.add_argument("--widths", default="", help="e.g. 32,192,192 (default: the preset's), "
+                      "as bench.time_to_accuracy's --widths")
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--rounds", type=int, default=15)
   parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="PyTorch threads")
   parser.add_argument("--no_torch", action="store_true")
   args = parser.parse_args(argv)
   config = bench_run.load_config("cifar", args.preset)
-  print(f"conv gradients by layer: preset {args.preset}, batch {args.batch}, {args.rounds} rounds, "
+  if args.widths:
+    config.model.widths = tuple(int(w) for w in args.widths.split(","))
+  print(f"conv gradients by layer: preset {args.preset}, widths {tuple(config.model.widths)}, "
+        f"batch {args.batch}, {args.rounds} rounds, "
         f"jax {jax.__version__} ({jax.default_backend()}), {os.cpu_count()} CPU cores")
   cols = ["jax weight grad", "jax conv alone", "jax transposes", "torch weight grad",
           "jax input grad", "torch input grad"]

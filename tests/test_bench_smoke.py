@@ -256,4 +256,9 @@ def test_conv_grad_layers(capsys):
       (32, 24, 32), (16, 32, 32), (16, 32, 128), (8, 128, 128), (8, 128, 128), (4, 128, 128)]
   assert all(v > 0 for r in rows for v in r["ms"].values())
   assert ("torch weight grad" in rows[0]["ms"]) == _torch_available()
-  assert "| 16x16, 32 -> 128 |" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "| 16x16, 32 -> 128 |" in out and "widths (32, 128, 128)" in out
+  # --widths: another network's layers, as bench.time_to_accuracy's --widths trains it
+  rows = conv_grad_layers.main(["--widths", "2", "--batch", "1", "--rounds", "1", "--no_torch"])
+  assert [(r["size"], r["c_in"], r["c_out"]) for r in rows] == [(32, 24, 2), (16, 2, 2)]
+  assert "widths (2,)" in capsys.readouterr().out
