@@ -1,9 +1,9 @@
 """CIFAR-10 with airbench's network shape (conv_groups) and the fast recipe.
 
   python launch.py --config=configs/cifar.py                 # full size (GPU/TPU)
-  python launch.py --config=configs/cifar.py:cpu             # full 45k/5k split, ~15 min a member
-                                                             # on 2 CPU cores (measured: ~57 s a
-                                                             # member-epoch)
+  python launch.py --config=configs/cifar.py:cpu             # full 45k/5k split, 15-19 min a
+                                                             # member on 2 CPU cores (measured:
+                                                             # 57-70 s a member-epoch by host)
   python launch.py --config=configs/cifar.py:smoke           # seconds: tiny model and data (tests)
 
 The network is airbench's shape with the fields that won the ablation at both sizes (BUILD_NOTES.md,
@@ -123,9 +123,10 @@ def get_config(preset: str = "full") -> ml_collections.ConfigDict:
   if preset == "cpu":  # the full 45,000 / 5,000 / 10,000 split, a narrower network
     config.model.widths = (32, 128, 128)
     # measured on 2 cores (BUILD_NOTES.md, "Item 2 on the CPU"): 16 epochs 88.2% test (2 seeds)
-    # in ~15 min a member. The best member found for a 25-minute budget ("ninth session"):
-    # --config.model.widths="(32,192,192)" --config.model.activation=gelu
-    # --config.train.epochs=20, 89.7% test (4 seeds) in 24.4-26.3 min; with
+    # in 15-19 min a member by host. The best member found for a 25-minute budget ("ninth
+    # session"): --config.model.widths="(32,192,192)" --config.model.activation=gelu
+    # --config.train.epochs=20, 89.7% test (4 seeds) in 24.4-26.3 min (~37 min on the slower
+    # host of "fourteenth session"); with
     # --config.train.eval_translate=1 (the same members) 89.99% (4 seeds: "twelfth session")
     config.train.epochs = 16
     config.rules = ("uniform", "inverse_tpr:gamma=0.5", "inverse_tpr:gamma=1",
